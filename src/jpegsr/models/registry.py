@@ -1,0 +1,121 @@
+"""An explicit registry of architectures: name -> builder + typed descriptor.
+
+No import-time scanning: every architecture module registers itself in
+``jpegsr.models.__init__`` by a plain function call, so a reader sees the full list in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """What a caller must know to feed a model: scale, channels, size rules, output kind.
+
+    All models take float RGB in [0, 1], NCHW. ``two_stage`` models return a tuple
+    ``(recovered_lr, sr)``; the others return ``sr`` alone (see :func:`sr_output`).
+    """
+
+    name: str
+    scale: int
+    in_channels: int = 3
+    out_channels: int = 3
+    size_multiple: int = 1  # input height and width must be multiples of this
+    min_size: int = 1  # smallest input side the architecture accepts
+    two_stage: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    descriptor: Callable[[int], ModelDescriptor]
+    scales: tuple[int, ...]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(
+    name: str,
+    builder: Callable[..., nn.Module],
+    *,
+    scales: tuple[int, ...] = (2, 3, 4),
+    two_stage: bool = False,
+    size_multiple: int = 1,
+    min_size: int = 1,
+    description: str = "",
+) -> None:
+    """Register ``builder(scale=...) -> nn.Module`` under ``name``."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+
+    def describe(scale: int) -> ModelDescriptor:
+        return ModelDescriptor(
+            name=name,
+            scale=scale,
+            size_multiple=size_multiple,
+            min_size=min_size,
+            two_stage=two_stage,
+            description=description,
+        )
+
+    _REGISTRY[name] = _Entry(builder=builder, descriptor=describe, scales=scales)
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+
+
+def describe(name: str, scale: int = 4) -> ModelDescriptor:
+    entry = _entry(name)
+    if scale not in entry.scales:
+        raise ValueError(f"model {name!r} supports scales {entry.scales}, not x{scale}")
+    return entry.descriptor(scale)
+
+
+def build(name: str, scale: int = 4) -> nn.Module:
+    """Build a freshly initialised model ``name`` for ``scale``."""
+    describe(name, scale)  # validates name and scale
+    return _entry(name).builder(scale=scale)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def sr_output(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The super-resolved image from a model's output, whatever its kind."""
+    return output[-1] if isinstance(output, tuple) else output
+
+
+def list_models(scale: int = 4) -> list[dict[str, object]]:
+    """Every registered architecture with its parameter count at ``scale``."""
+    rows: list[dict[str, object]] = []
+    for name in names():
+        d = describe(name, scale) if scale in _entry(name).scales else None
+        if d is None:
+            continue
+        rows.append(
+            {
+                "name": name,
+                "scale": scale,
+                "parameters": count_parameters(build(name, scale)),
+                "two_stage": d.two_stage,
+                "size_multiple": d.size_multiple,
+                "description": d.description,
+            }
+        )
+    return rows
