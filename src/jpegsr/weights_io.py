@@ -1,0 +1,102 @@
+"""Saving and loading weights as ``.safetensors`` (never pickle: loading runs no code).
+
+A weights file records its architecture name and scale in the safetensors metadata, so a
+file alone is enough to rebuild the model. Shipped weights live in ``jpegsr/weights/``
+and are addressed by their stem (``jpegsr.load_model("default")``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from jpegsr import models
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "default"
+FORMAT_VERSION = "1"
+
+
+class WeightsError(ValueError):
+    """A weights file or model name that cannot be used; the message is for the user."""
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    descriptor: models.ModelDescriptor
+    source: str
+    metadata: dict[str, str]
+
+
+def save_weights(
+    model: nn.Module, arch: str, scale: int, path: str | Path, extra: dict[str, str] | None = None
+) -> None:
+    """Write ``model``'s parameters atomically with the metadata needed to rebuild it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"jpegsr_arch": arch, "scale": str(scale), "format_version": FORMAT_VERSION}
+    meta.update(extra or {})
+    state = {k: v.detach().contiguous().cpu().float() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.safetensors"))
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A weights path from a shipped model name or a file path."""
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise WeightsError(f"weights file not found: {p}")
+        return p
+    shipped = SHIPPED_DIR / f"{name_or_path}.safetensors"
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(shipped_models()) or "none"
+    raise WeightsError(
+        f"no shipped model or weights file named {str(name_or_path)!r} (shipped models: {known})"
+    )
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> LoadedModel:
+    """Build the architecture named in a weights file and load its parameters, for inference."""
+    path = resolve(name_or_path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    arch = meta.get("jpegsr_arch")
+    if arch is None or "scale" not in meta:
+        raise WeightsError(f"{path} is not a jpegsr weights file (no jpegsr_arch metadata)")
+    try:
+        scale = int(meta["scale"])
+        module = models.build(arch, scale)
+        descriptor = models.describe(arch, scale)
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path} does not match architecture {arch}: {exc}") from None
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(module=module, descriptor=descriptor, source=str(path), metadata=meta)
+
+
+def state_dict_to_float(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
