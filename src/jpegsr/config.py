@@ -1,0 +1,140 @@
+"""Typed training configuration loaded from YAML; unknown or misspelt keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message is for the user."""
+
+
+@dataclass
+class DataConfig:
+    train_dirs: list[str] = field(default_factory=lambda: ["../shared/datasets/train"])
+    scale: int = 4
+    qualities: list[int] = field(default_factory=lambda: [20])
+    # what the network is fed: "compressed" JPEG LR (the paper's setting), "clean" LR (the
+    # clean-trained Table 1 rows)
+    input: Literal["compressed", "clean"] = "compressed"
+    lr_patch: int = 48
+    val_count: int = 10  # training images held out for validation (never benchmark images)
+    val_quality: int = 20
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["step", "cosine"] = "step"
+    halve_every: int = 200_000  # step schedule: lr halves every this many iterations
+    min_lr: float = 1e-6  # cosine schedule floor
+    warmup: int = 0
+    ema_decay: float = 0.0  # 0 disables; the EMA weights are exported when enabled
+    grad_clip: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    recover: float = 1.0
+    sr: float = 1.0
+    cycle: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    model: str
+    iterations: int
+    batch_size: int = 16
+    seed: int = 0
+    out_dir: str = "runs"
+    checkpoint_every: int = 100
+    val_every: int = 500
+    log_every: int = 10
+    bf16: bool = True
+    channels_last: bool = True
+    threads: int = 0  # 0: torch's default
+    init_from: str = ""  # weights file to fine-tune from
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(tp)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        items = [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if origin is tuple:
+            if len(items) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(items)}")
+            return tuple(items)
+        return items
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: unsupported union type")
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` replace top-level keys."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    data.update(overrides or {})
+    return from_dict(TrainConfig, data, str(path))
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

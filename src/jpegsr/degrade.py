@@ -1,0 +1,171 @@
+"""The degradation: HR -> MATLAB-style bicubic LR -> Pillow JPEG, and the "(M)" denoiser.
+
+One implementation serves training, evaluation and users, so that a number measured
+anywhere in jpegsr means the same thing. All public functions take and return uint8 HxWx3
+arrays, except :func:`imresize_torch`, the differentiable twin used by the cycle loss.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image, features
+
+DEFAULT_QUALITY = 20
+SCALES = (2, 3, 4)
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = -0.5, as MATLAB's ``imresize``."""
+    ax = np.abs(x)
+    ax2, ax3 = ax**2, ax**3
+    inner = 1.5 * ax3 - 2.5 * ax2 + 1.0
+    outer = -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
+    return np.where(ax <= 1, inner, np.where(ax <= 2, outer, 0.0))
+
+
+@lru_cache(maxsize=64)
+def resize_matrix(in_length: int, out_length: int) -> np.ndarray:
+    """The (out x in) float64 matrix of MATLAB's bicubic ``imresize`` along one axis.
+
+    When shrinking, the kernel is widened by 1/scale (antialiasing); borders are mirrored
+    symmetrically as MATLAB does, which folds out-of-range taps back into the matrix.
+    """
+    scale = out_length / in_length
+    kernel_width = 4.0
+    if scale < 1:
+        kernel_width /= scale
+    x = np.arange(1, out_length + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - kernel_width / 2)
+    taps = int(np.ceil(kernel_width)) + 2
+    idx = left[:, None] + np.arange(taps)[None, :]
+    dist = u[:, None] - idx
+    weights = scale * _cubic(dist * scale) if scale < 1 else _cubic(dist)
+    weights /= weights.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
+    cols = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_length)]
+    matrix = np.zeros((out_length, in_length), dtype=np.float64)
+    rows = np.repeat(np.arange(out_length), taps)
+    np.add.at(matrix, (rows, cols.ravel()), weights.ravel())
+    matrix.setflags(write=False)
+    return matrix
+
+
+def imresize(image: np.ndarray, scale: float | None = None, size: tuple[int, int] | None = None):
+    """MATLAB-compatible bicubic resize of a uint8 HxW[xC] image, rounded back to uint8.
+
+    Give either ``scale`` (e.g. 1/4 or 4) or the output ``size`` as (height, width).
+    """
+    if image.dtype != np.uint8:
+        raise TypeError(f"imresize expects uint8, got {image.dtype}")
+    h, w = image.shape[:2]
+    if size is None:
+        if scale is None:
+            raise ValueError("give scale or size")
+        size = (int(np.ceil(h * scale)), int(np.ceil(w * scale)))
+    out = resize_float(image.astype(np.float64), size)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def resize_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a float HxW[xC] array without rounding (rows first, as MATLAB)."""
+    rh = resize_matrix(image.shape[0], size[0])
+    rw = resize_matrix(image.shape[1], size[1])
+    out = np.tensordot(rh, image, axes=(1, 0))
+    out = np.moveaxis(np.tensordot(rw, out, axes=(1, 1)), 0, 1)
+    return out
+
+
+def imresize_torch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable bicubic resize of NCHW floats, identical to :func:`resize_float`."""
+    rh = torch.from_numpy(resize_matrix(x.shape[-2], size[0])).to(x.device, torch.float32)
+    rw = torch.from_numpy(resize_matrix(x.shape[-1], size[1])).to(x.device, torch.float32)
+    return rh @ x.float() @ rw.T
+
+
+def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of ``scale`` (the usual SR crop)."""
+    h, w = hr.shape[:2]
+    return hr[: h - h % scale, : w - w % scale]
+
+
+def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """LR image of a scale-cropped HR image: exact 1/scale size, MATLAB bicubic."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale}")
+    h, w = hr.shape[:2]
+    if h % scale or w % scale:
+        raise ValueError(f"HR size {w}x{h} is not a multiple of {scale}; crop_to_scale first")
+    return imresize(hr, size=(h // scale, w // scale))
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> np.ndarray:
+    """Encode the whole image with Pillow's JPEG at ``quality``, 4:2:0 chroma, and decode it."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert(image_mode(image)))
+
+
+def image_mode(image: np.ndarray) -> str:
+    return "L" if image.ndim == 2 else "RGB"
+
+
+def degrade(hr: np.ndarray, scale: int = 4, quality: int | None = DEFAULT_QUALITY):
+    """(compressed LR, clean LR, cropped HR) from an HR uint8 RGB image.
+
+    ``quality=None`` skips the JPEG step (compressed LR == clean LR).
+    """
+    hr = crop_to_scale(hr, scale)
+    lr = downscale(hr, scale)
+    lq = lr if quality is None else jpeg_roundtrip(lr, quality)
+    return lq, lr, hr
+
+
+# --- the "(M)" baseline: a classical denoiser applied to the compressed input -------------
+# OpenCV's non-local means (fastNlMeansDenoisingColored): maintained, deterministic, works in
+# a luma/chroma space so it can smooth chroma blocking harder than luma, and is the usual
+# classical choice for JPEG artefacts. Filter strengths per quality were selected on
+# training images (scripts/select_denoise_params.py, results/denoise_params.json).
+DENOISE_STRENGTH = {10: (9.0, 12.0), 20: (7.0, 10.0), 30: (5.0, 8.0), 50: (4.0, 6.0), 90: (1.0, 2.0)}
+
+
+def denoise_strength(quality: int) -> tuple[float, float]:
+    """(luma h, chroma h) for ``quality``, interpolated between the selected points."""
+    qs = sorted(DENOISE_STRENGTH)
+    hs = [DENOISE_STRENGTH[q][0] for q in qs]
+    cs = [DENOISE_STRENGTH[q][1] for q in qs]
+    return float(np.interp(quality, qs, hs)), float(np.interp(quality, qs, cs))
+
+
+def denoise(image: np.ndarray, quality: int = DEFAULT_QUALITY, strength=None) -> np.ndarray:
+    """Non-local-means deblocking of a compressed uint8 RGB image (the paper's "(M)" input)."""
+    import cv2
+
+    h, hc = strength if strength is not None else denoise_strength(quality)
+    return cv2.fastNlMeansDenoisingColored(
+        np.ascontiguousarray(image), None, h=h, hColor=hc, templateWindowSize=7,
+        searchWindowSize=21,
+    )
+
+
+def versions() -> dict[str, str]:
+    """Library versions that change the degradation; recorded with every result."""
+    import cv2
+    import PIL
+
+    return {
+        "pillow": PIL.__version__,
+        "libjpeg": str(features.version("jpg")),
+        "libjpeg_turbo": str(features.version("libjpeg_turbo")),
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+    }

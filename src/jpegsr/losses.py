@@ -1,0 +1,56 @@
+"""The paper's three L1 losses: Stage I recovery, Stage II SR, and the cycle loss.
+
+The cycle loss downsamples the SR output with the same MATLAB-style bicubic used to make
+the training data (:func:`jpegsr.degrade.imresize_torch`), so a perfect SR image whose
+downscale equals the clean LR costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jpegsr.degrade import imresize_torch
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    recover: float = 1.0
+    sr: float = 1.0
+    cycle: float = 1.0
+
+
+def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """L1 between bicubic_down(SR) and the clean LR."""
+    return F.l1_loss(imresize_torch(sr, tuple(lr.shape[-2:])), lr.float())
+
+
+class TwoStageLoss(nn.Module):
+    """Weighted sum of the three L1 terms; returns the total and each term for logging.
+
+    ``recovered`` may be None (single-stage models): the recovery term is then skipped.
+    """
+
+    def __init__(self, weights: LossWeights = LossWeights()) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(
+        self,
+        recovered: torch.Tensor | None,
+        sr: torch.Tensor,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {"sr": F.l1_loss(sr.float(), hr.float())}
+        if recovered is not None and w.recover:
+            terms["recover"] = F.l1_loss(recovered.float(), lr.float())
+        if w.cycle:
+            terms["cycle"] = cycle_loss(sr, lr)
+        weight = {"sr": w.sr, "recover": w.recover, "cycle": w.cycle}
+        total = sum(weight[k] * v for k, v in terms.items())
+        return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,247 @@
+"""The training loop behind ``jpegsr train CONFIG.yaml``.
+
+Reads top to bottom: set up (optionally distributed) -> data cache -> model, EMA, Adam ->
+resume from the last checkpoint -> iterate (bf16 autocast, channels_last) with CSV logs,
+validation on held-out training images and atomic checkpoints -> export safetensors.
+Exact resume: batches depend only on (seed, iteration, rank) and the checkpoint holds the
+model, EMA and optimizer state, so a run killed and resumed logs the same losses as one
+that never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from jpegsr import models
+from jpegsr.config import ConfigError, OptimConfig, TrainConfig, to_dict
+from jpegsr.data import (
+    DataError,
+    Triplet,
+    build_triplets,
+    list_images,
+    sample_batch,
+    split_train_val,
+)
+from jpegsr.losses import LossWeights, TwoStageLoss
+from jpegsr.metrics import PSNR
+from jpegsr.weights_io import load_model, save_weights
+
+LOG_FIELDS = ["iteration", "loss", "sr", "recover", "cycle", "lr", "sec_per_iter"]
+
+
+def learning_rate(cfg: OptimConfig, iteration: int, total: int) -> float:
+    """The learning rate at ``iteration``: warmup, then step halving or cosine."""
+    if cfg.warmup and iteration < cfg.warmup:
+        return cfg.lr * (iteration + 1) / cfg.warmup
+    if cfg.schedule == "step":
+        return cfg.lr * 0.5 ** (iteration // cfg.halve_every)
+    progress = (iteration - cfg.warmup) / max(1, total - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
+    paths = [p for d in config.data.train_dirs for p in list_images(d)]
+    if not paths:
+        raise DataError(f"no images found in {config.data.train_dirs}")
+    train_paths, val_paths = split_train_val(paths, config.data.val_count)
+    qualities = sorted(set(config.data.qualities))
+    train = build_triplets(train_paths, config.data.scale, qualities, config.data.lr_patch)
+    val = build_triplets(val_paths, config.data.scale, [config.data.val_quality], 8)
+    if not train:
+        raise DataError(f"no training image is at least {config.data.lr_patch} px after downscale")
+    return train, val
+
+
+def _model_input(batch: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    return batch["lq"] if config.data.input == "compressed" else batch["lr"]
+
+
+@torch.no_grad()
+def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float:
+    """Mean Y-PSNR (border = scale) of the model's SR on held-out training images."""
+    model.eval()
+    psnr = PSNR(border=config.data.scale)
+    scores = []
+    for t in val:
+        src = t.compressed[config.data.val_quality] if config.data.input == "compressed" else t.lr
+        x = torch.from_numpy(src).permute(2, 0, 1)[None].float() / 255
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            sr = models.sr_output(model(x)).float()
+        hr = torch.from_numpy(t.hr).permute(2, 0, 1)[None].float() / 255
+        scores.append(float(psnr(sr, hr)))
+    model.train()
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _truncate_log(path: Path, after: int) -> None:
+    """Drop log rows past the checkpoint so a resumed run's log has no duplicates."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=rows[0].keys() if rows else LOG_FIELDS)
+        w.writeheader()
+        w.writerows(r for r in rows if int(r["iteration"]) <= after)
+
+
+def _append_row(path: Path, fields: list[str], row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train per ``config``; returns the exported weights path."""
+    rank, world = _distributed()
+    if config.batch_size % world:
+        raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = config.run_dir
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{run_dir} already has a checkpoint; pass --resume or another name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    train_set, val_set = _load_data(config)
+    descriptor = models.describe(config.model, config.data.scale)
+    torch.manual_seed(config.seed)
+    model = models.build(config.model, config.data.scale)
+    if config.init_from:
+        model.load_state_dict(load_model(config.init_from).module.state_dict())
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval() if config.optim.ema_decay else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, betas=config.optim.betas)
+    criterion = TwoStageLoss(LossWeights(**to_dict(config)["loss"]))
+
+    start = 0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start = int(state["iteration"])
+        elapsed_before = float(state.get("wall_seconds", 0.0))
+    else:
+        elapsed_before = 0.0
+    log_path, val_path = run_dir / "train_log.csv", run_dir / "val_log.csv"
+    if rank == 0:
+        _truncate_log(log_path, start)
+        _truncate_log(val_path, start)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net.train()
+    per_rank = config.batch_size // world
+    bar = tqdm(
+        total=config.iterations, initial=start, disable=not progress or rank != 0,
+        desc=config.name, dynamic_ncols=True,
+    )
+    t0, t_last = time.time(), time.perf_counter()
+    for it in range(start, config.iterations):
+        batch = sample_batch(
+            train_set, per_rank, config.data.lr_patch, config.data.scale, config.seed, it, rank
+        )
+        lr_now = learning_rate(config.optim, it, config.iterations)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+        x = _model_input(batch, config)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            out = net(x)
+        recovered, sr = (out[0], out[1]) if descriptor.two_stage else (None, out)
+        loss, terms = criterion(recovered, sr, batch["lr"], batch["hr"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.optim.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            with torch.no_grad():
+                d = config.optim.ema_decay
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.lerp_(pm, 1 - d)
+        done = it + 1
+        bar.update(1)
+        if rank == 0 and (done % config.log_every == 0 or done == config.iterations):
+            now = time.perf_counter()
+            row = {"iteration": done, "loss": f"{float(loss):.6f}", "lr": f"{lr_now:.3e}"}
+            row.update({k: f"{v:.6f}" for k, v in terms.items()})
+            row["sec_per_iter"] = f"{(now - t_last) / config.log_every:.3f}"
+            t_last = now
+            _append_row(log_path, LOG_FIELDS, row)
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if rank == 0 and (done % config.val_every == 0 or done == config.iterations):
+            score = validate(ema if ema is not None else model, val_set, config)
+            _append_row(val_path, ["iteration", "val_psnr"], {"iteration": done,
+                                                              "val_psnr": f"{score:.4f}"})
+        if done % config.checkpoint_every == 0 or done == config.iterations:
+            if rank == 0:
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "iteration": done,
+                    "wall_seconds": elapsed_before + time.time() - t0,
+                }
+                if ema is not None:
+                    state["ema"] = ema.state_dict()
+                _save_checkpoint(ckpt_path, state)
+            if world > 1:
+                dist.barrier()
+    bar.close()
+
+    weights_path = run_dir / "model.safetensors"
+    if rank == 0:
+        wall = elapsed_before + time.time() - t0
+        save_weights(
+            ema if ema is not None else model,
+            config.model,
+            config.data.scale,
+            weights_path,
+            extra={
+                "run": config.name,
+                "iterations": str(config.iterations),
+                "wall_seconds": f"{wall:.0f}",
+                "machine": f"{platform.machine()} {os.cpu_count()} cpu, world {world}",
+                "train_dirs": ",".join(config.data.train_dirs),
+                "qualities": ",".join(map(str, config.data.qualities)),
+                "input": config.data.input,
+            },
+        )
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return weights_path
