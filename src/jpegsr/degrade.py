@@ -82,9 +82,14 @@ def resize_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def imresize_torch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Differentiable bicubic resize of NCHW floats, identical to :func:`resize_float`."""
-    rh = torch.from_numpy(resize_matrix(x.shape[-2], size[0])).to(x.device, torch.float32)
-    rw = torch.from_numpy(resize_matrix(x.shape[-1], size[1])).to(x.device, torch.float32)
+    rh = _resize_matrix_torch(x.shape[-2], size[0]).to(x.device)
+    rw = _resize_matrix_torch(x.shape[-1], size[1]).to(x.device)
     return rh @ x.float() @ rw.T
+
+
+@lru_cache(maxsize=64)
+def _resize_matrix_torch(in_length: int, out_length: int) -> torch.Tensor:
+    return torch.tensor(resize_matrix(in_length, out_length), dtype=torch.float32)
 
 
 def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -134,7 +139,13 @@ def degrade(hr: np.ndarray, scale: int = 4, quality: int | None = DEFAULT_QUALIT
 # a luma/chroma space so it can smooth chroma blocking harder than luma, and is the usual
 # classical choice for JPEG artefacts. Filter strengths per quality were selected on
 # training images (scripts/select_denoise_params.py, results/denoise_params.json).
-DENOISE_STRENGTH = {10: (9.0, 12.0), 20: (7.0, 10.0), 30: (5.0, 8.0), 50: (4.0, 6.0), 90: (1.0, 2.0)}
+DENOISE_STRENGTH = {
+    10: (9.0, 12.0),
+    20: (7.0, 10.0),
+    30: (5.0, 8.0),
+    50: (4.0, 6.0),
+    90: (1.0, 2.0),
+}
 
 
 def denoise_strength(quality: int) -> tuple[float, float]:
@@ -151,7 +162,11 @@ def denoise(image: np.ndarray, quality: int = DEFAULT_QUALITY, strength=None) ->
 
     h, hc = strength if strength is not None else denoise_strength(quality)
     return cv2.fastNlMeansDenoisingColored(
-        np.ascontiguousarray(image), None, h=h, hColor=hc, templateWindowSize=7,
+        np.ascontiguousarray(image),
+        None,
+        h=h,
+        hColor=hc,
+        templateWindowSize=7,
         searchWindowSize=21,
     )
 

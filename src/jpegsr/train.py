@@ -84,10 +84,10 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
     scores = []
     for t in val:
         src = t.compressed[config.data.val_quality] if config.data.input == "compressed" else t.lr
-        x = torch.from_numpy(src).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(src.copy()).permute(2, 0, 1)[None].float() / 255
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             sr = models.sr_output(model(x)).float()
-        hr = torch.from_numpy(t.hr).permute(2, 0, 1)[None].float() / 255
+        hr = torch.from_numpy(t.hr.copy()).permute(2, 0, 1)[None].float() / 255
         scores.append(float(psnr(sr, hr)))
     model.train()
     return float(np.mean(scores)) if scores else float("nan")
@@ -166,8 +166,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     net.train()
     per_rank = config.batch_size // world
     bar = tqdm(
-        total=config.iterations, initial=start, disable=not progress or rank != 0,
-        desc=config.name, dynamic_ncols=True,
+        total=config.iterations,
+        initial=start,
+        disable=not progress or rank != 0,
+        desc=config.name,
+        dynamic_ncols=True,
     )
     t0, t_last = time.time(), time.perf_counter()
     for it in range(start, config.iterations):
@@ -198,16 +201,17 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         bar.update(1)
         if rank == 0 and (done % config.log_every == 0 or done == config.iterations):
             now = time.perf_counter()
-            row = {"iteration": done, "loss": f"{float(loss):.6f}", "lr": f"{lr_now:.3e}"}
+            row = {"iteration": done, "loss": f"{float(loss.detach()):.6f}", "lr": f"{lr_now:.3e}"}
             row.update({k: f"{v:.6f}" for k, v in terms.items()})
             row["sec_per_iter"] = f"{(now - t_last) / config.log_every:.3f}"
             t_last = now
             _append_row(log_path, LOG_FIELDS, row)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=row["loss"])
         if rank == 0 and (done % config.val_every == 0 or done == config.iterations):
             score = validate(ema if ema is not None else model, val_set, config)
-            _append_row(val_path, ["iteration", "val_psnr"], {"iteration": done,
-                                                              "val_psnr": f"{score:.4f}"})
+            _append_row(
+                val_path, ["iteration", "val_psnr"], {"iteration": done, "val_psnr": f"{score:.4f}"}
+            )
         if done % config.checkpoint_every == 0 or done == config.iterations:
             if rank == 0:
                 state = {

@@ -1,0 +1,153 @@
+"""s-LWSR (Li et al., 2019): the super-lightweight SR network the paper uses for both stages.
+
+The wiring follows the authors' reference code (``Sudo-Biao/s-LWSR``,
+``Train/code/model/s-LWSR.py``) rather than only the figure, because the figure does not say
+which tensors enter the information pool or how the two halves are mirrored:
+
+* head: conv3x3 (3 -> C);
+* first half: 14 residual blocks in groups of 3, 3, 3, 3, 2. Each group is fed the sum of the
+  previous group's first and last block outputs (group 1 is fed the head output);
+* information pool: ``concat(head, first block of groups 2..5, last block of group 5)`` --
+  six C-channel tensors -- fused by a bias-free 1x1 conv (6C -> C), as in the reference code;
+* second half: four groups of 3 residual blocks. Group k (k = 1..4) is fed
+  ``conv1x1(concat(prev, 0.5 * mirror_k + 0.5 * pool))`` (2C -> C), where ``prev`` is the
+  previous group's output (for k = 1 the last block of first-half group 5) and ``mirror_k`` is
+  the last block output of first-half group ``5 - k``: the second half walks the first half
+  back from its middle (group 5 feeds the second half directly), so 1 <-> 4, 2 <-> 3, 3 <-> 2,
+  4 <-> 1;
+* global skip: body output + head output;
+* tail: EDSR-style pixel-shuffle upsampler, then conv3x3 (C -> 3).
+
+26 residual blocks in all. At x4: s-LWSR16 has 143,731 parameters, s-LWSR32 571,107.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# DIV2K RGB mean in [0, 1]; the reference code subtracts it at the input and adds it back at
+# the output (EDSR/RCAN practice). Kept as a fixed buffer, not a (trainable) parameter.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+FIRST_HALF_GROUPS = (3, 3, 3, 3, 2)
+SECOND_HALF_GROUPS = (3, 3, 3, 3)
+
+
+def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+
+
+def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+
+class MeanShift(nn.Module):
+    """Adds ``sign * mean`` per channel; a buffer so it is neither trained nor counted."""
+
+    mean: torch.Tensor
+
+    def __init__(self, mean: tuple[float, float, float] = DIV2K_RGB_MEAN, sign: int = -1) -> None:
+        super().__init__()
+        self.register_buffer("mean", sign * torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mean.to(x.dtype)
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv3x3, ReLU, conv3x3, identity skip (no BN, no scaling)."""
+
+    def __init__(self, n_feats: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class FusionGroup(nn.Module):
+    """Second-half group: a 1x1 conv fuses (previous output, mirrored skip + pool), then blocks."""
+
+    def __init__(self, n_feats: int, n_blocks: int) -> None:
+        super().__init__()
+        self.fuse = conv1x1(2 * n_feats, n_feats)
+        self.blocks = nn.Sequential(*(ResBlock(n_feats) for _ in range(n_blocks)))
+
+    def forward(self, prev: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.fuse(torch.cat([prev, side], dim=1)))
+
+
+class Body(nn.Module):
+    """Head conv + 26 residual blocks + information pool + global skip (C channels out).
+
+    Shared by Stage I (JPEG recovery, no upsampling) and Stage II (s-LWSR SR).
+    """
+
+    def __init__(self, n_feats: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.n_feats = n_feats
+        self.head = conv3x3(in_channels, n_feats)
+        self.first_half = nn.ModuleList(
+            nn.ModuleList(ResBlock(n_feats) for _ in range(n)) for n in FIRST_HALF_GROUPS
+        )
+        # pool inputs: head, first blocks of groups 2..5, last block of group 5 (6 tensors)
+        n_pool = 1 + len(FIRST_HALF_GROUPS)
+        self.pool = conv1x1(n_pool * n_feats, n_feats, bias=False)
+        self.second_half = nn.ModuleList(FusionGroup(n_feats, n) for n in SECOND_HALF_GROUPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.head(x)
+        firsts: list[torch.Tensor] = []
+        lasts: list[torch.Tensor] = []
+        feed = head
+        for group in self.first_half:
+            out = feed
+            outs: list[torch.Tensor] = []
+            for block in group:
+                out = block(out)
+                outs.append(out)
+            firsts.append(outs[0])
+            lasts.append(outs[-1])
+            feed = outs[0] + outs[-1]  # the last group's sum is not used
+
+        pool = self.pool(torch.cat([head, *firsts[1:], lasts[-1]], dim=1))
+
+        out = lasts[-1]
+        n_first = len(self.first_half)
+        for k, group in enumerate(self.second_half):
+            mirror = lasts[n_first - 2 - k]  # k=0 -> group 4, ..., k=3 -> group 1
+            out = group(out, 0.5 * mirror + 0.5 * pool)
+        return out + head
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampler (ESPCN/EDSR): conv3x3 C -> s^2 C + PixelShuffle(s); x4 = two x2."""
+
+    def __init__(self, scale: int, n_feats: int) -> None:
+        layers: list[nn.Module] = []
+        if scale in (2, 4):
+            for _ in range(scale // 2):
+                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"unsupported scale x{scale}; use 2, 3 or 4")
+        super().__init__(*layers)
+
+
+class SLWSR(nn.Module):
+    """s-LWSR: :class:`Body` then a pixel-shuffle tail; the paper's Stage II (SR generating)."""
+
+    def __init__(self, scale: int = 4, n_feats: int = 32) -> None:
+        super().__init__()
+        self.scale = scale
+        self.sub_mean = MeanShift(sign=-1)
+        self.body = Body(n_feats)
+        self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, 3))
+        self.add_mean = MeanShift(sign=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.add_mean(self.tail(self.body(self.sub_mean(x))))
