@@ -108,14 +108,19 @@ def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     return imresize(hr, size=(h // scale, w // scale))
 
 
-def jpeg_roundtrip(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> np.ndarray:
-    """Encode the whole image with Pillow's JPEG at ``quality``, 4:2:0 chroma, and decode it."""
+def jpeg_encode(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> bytes:
+    """Pillow JPEG bytes of ``image`` at ``quality`` with 4:2:0 chroma subsampling, set
+    explicitly (Pillow's default depends on quality)."""
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
-    buf.seek(0)
-    with Image.open(buf) as im:
+    return buf.getvalue()
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> np.ndarray:
+    """Encode the whole image with :func:`jpeg_encode` and decode it back to uint8."""
+    with Image.open(io.BytesIO(jpeg_encode(image, quality))) as im:
         return np.asarray(im.convert(image_mode(image)))
 
 

@@ -1,0 +1,209 @@
+"""The evaluation harness behind ``jpegsr benchmark``: any method -> a PSNR/SSIM table.
+
+For each HR image of a set: crop to a multiple of the scale, degrade (MATLAB bicubic down,
+Pillow JPEG at ``quality``), run the method on the compressed LR, round to uint8, measure
+Y-PSNR/SSIM with ``scale`` border pixels cropped. A method is ``bicubic``, a shipped model
+name or a weights file, optionally prefixed ``denoise+`` (the "(M)" rows: the compressed
+input is first pre-denoised by :func:`jpegsr.degrade.denoise`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from jpegsr import degrade, metrics
+from jpegsr.data import DataError, list_images, read_rgb
+
+DEFAULT_SETS = ("Set5", "Set14", "BSD100", "Urban100")
+DEFAULT_DATA_ROOT = Path("../shared/datasets/benchmark")
+DATA_HELP = (
+    "get the benchmark sets (Set5, Set14, BSD100, Urban100) from e.g. the EDSR/BasicSR "
+    "benchmark bundle or https://github.com/jbhuang0604/SelfExSR (Urban100), place one "
+    "folder per set under a root and pass --data-root ROOT (or set JPEGSR_DATA_ROOT)"
+)
+
+Method = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class SetResult:
+    name: str
+    psnr: float
+    ssim: float
+    n: int
+    rows: list[dict[str, object]] = field(default_factory=list)
+
+
+def make_method(name: str, scale: int, quality: int, tile: int | None = None) -> Method:
+    """A function compressed-LR uint8 -> SR uint8 for a method name (see module docstring)."""
+    pre_denoise = name.startswith("denoise+")
+    base = name.removeprefix("denoise+")
+    if base == "bicubic":
+
+        def run(lq: np.ndarray) -> np.ndarray:
+            h, w = lq.shape[:2]
+            return degrade.imresize(lq, size=(h * scale, w * scale))
+
+    else:
+        from jpegsr.upscale import upscale_array
+        from jpegsr.weights_io import load_model
+
+        loaded = load_model(base)
+        if loaded.descriptor.scale != scale:
+            raise DataError(f"{base} is a x{loaded.descriptor.scale} model, not x{scale}")
+
+        def run(lq: np.ndarray) -> np.ndarray:
+            return upscale_array(loaded, lq, tile=tile)
+
+    if not pre_denoise:
+        return run
+    return lambda lq: run(degrade.denoise(lq, quality))
+
+
+def resolve_set(data_root: Path | None, name: str) -> Path:
+    """The folder of set ``name``: a path itself, or a subfolder of the data root."""
+    if Path(name).is_dir():
+        return Path(name)
+    if data_root is None:
+        env = os.environ.get("JPEGSR_DATA_ROOT")
+        data_root = Path(env) if env else DEFAULT_DATA_ROOT
+        if not data_root.is_dir():
+            raise DataError(f"no data root given and {data_root} does not exist; {DATA_HELP}")
+    if not data_root.is_dir():
+        raise DataError(f"data root not found: {data_root}; {DATA_HELP}")
+    folder = data_root / name
+    if not folder.is_dir():
+        raise DataError(f"set {name!r} not found under {data_root}")
+    return folder
+
+
+def evaluate_set(
+    method: Method,
+    folder: Path,
+    scale: int,
+    quality: int,
+    y_channel: bool = True,
+    progress: bool = True,
+    name: str | None = None,
+) -> SetResult:
+    """Per-image and mean PSNR/SSIM of ``method`` on the images in ``folder``."""
+    paths = list_images(folder)
+    if not paths:
+        raise DataError(f"no images in {folder}")
+    name = name or folder.name
+    rows = []
+    for path in tqdm(paths, desc=name, disable=not progress, leave=False, file=sys.stderr):
+        hr = read_rgb(path)
+        lq, _, hr = degrade.degrade(hr, scale, quality)
+        sr = method(lq)
+        if sr.shape != hr.shape:
+            raise DataError(f"{path}: method returned {sr.shape}, expected {hr.shape}")
+        rows.append(
+            {
+                "image": path.name,
+                "psnr": metrics.psnr(sr, hr, border=scale, y_channel=y_channel),
+                "ssim": metrics.ssim(sr, hr, border=scale, y_channel=y_channel),
+            }
+        )
+    return SetResult(
+        name=name,
+        psnr=float(np.mean([r["psnr"] for r in rows])),
+        ssim=float(np.mean([r["ssim"] for r in rows])),
+        n=len(rows),
+        rows=rows,
+    )
+
+
+def markdown_table(method: str, results: list[SetResult]) -> str:
+    head = "| method | " + " | ".join(r.name for r in results) + " |"
+    sep = "|---|" + "---|" * len(results)
+    cells = " | ".join(f"{r.psnr:.2f}/{r.ssim:.4f}" for r in results)
+    return f"{head}\n{sep}\n| {method} | {cells} |"
+
+
+def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method",
+        required=True,
+        help="bicubic, a shipped model name or a .safetensors file; prefix 'denoise+' to "
+        "pre-denoise the compressed input (the paper's (M) rows)",
+    )
+    p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")
+    p.add_argument("--scale", type=int, default=4, choices=degrade.SCALES)
+    p.add_argument("--quality", type=int, default=degrade.DEFAULT_QUALITY, help="JPEG quality")
+    p.add_argument("--data-root", type=Path, help=f"folder of set folders ({DEFAULT_DATA_ROOT})")
+    p.add_argument("--json", type=Path, help="write the summary as JSON here")
+    p.add_argument("--out", type=Path, help="write per-image CSVs into this folder")
+    p.add_argument("--rgb", action="store_true", help="measure on RGB, not Y (AIM 2022 style)")
+    p.add_argument("--tile", type=int, help="tile size for model inference (default: auto)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_benchmark_command(args: argparse.Namespace) -> int:
+    if not 1 <= args.quality <= 100:
+        raise DataError(f"--quality must be in 1..100, got {args.quality}")
+    set_names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    folders = [resolve_set(args.data_root, s) for s in set_names]
+    method = make_method(args.method, args.scale, args.quality, args.tile)
+    results = []
+    for set_name, folder in zip(set_names, folders, strict=True):
+        res = evaluate_set(
+            method, folder, args.scale, args.quality, not args.rgb, not args.no_progress,
+            name=Path(set_name).name,
+        )
+        results.append(res)
+        if args.out:
+            write_csv(args.out / f"{res.name}.csv", res.rows)
+    print(markdown_table(args.method, results))
+    if args.json:
+        summary = {
+            "method": args.method,
+            "scale": args.scale,
+            "quality": args.quality,
+            "channel": "rgb" if args.rgb else "y",
+            "sets": {r.name: {"psnr": r.psnr, "ssim": r.ssim, "n": r.n} for r in results},
+            "versions": degrade.versions() | {"python": platform.python_version()},
+            "command": command_line(args),
+        }
+        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this result (recorded in the JSON)."""
+    parts = ["jpegsr benchmark", f"--method {args.method}", f"--sets {args.sets}"]
+    parts += [f"--scale {args.scale}", f"--quality {args.quality}"]
+    if args.data_root:
+        parts.append(f"--data-root {args.data_root}")
+    if args.rgb:
+        parts.append("--rgb")
+    return " ".join(parts)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["image", "psnr", "ssim"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"image": r["image"], "psnr": f"{r['psnr']:.4f}", "ssim": f"{r['ssim']:.5f}"})
+    os.replace(tmp, path)
