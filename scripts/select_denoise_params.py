@@ -14,6 +14,7 @@ import itertools
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from jpegsr import degrade, metrics
@@ -23,14 +24,15 @@ from jpegsr.data import list_images, read_rgb
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-dir", default="../shared/datasets/train/BSD200")
-    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--qualities", default="10,20,30,50,90")
     ap.add_argument("--out", default="results/denoise_params.json")
     args = ap.parse_args()
     paths = list_images(args.train_dir)[:: max(1, len(list_images(args.train_dir)) // args.images)]
     paths = paths[: args.images]
-    hs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0]
-    hcs = [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0]
+    cv2.setNumThreads(1)  # leave the other core to whatever else runs
+    hs = [2.0, 4.0, 6.0, 9.0, 12.0]
+    hcs = [3.0, 6.0, 10.0, 15.0]
     result = {}
     for q in [int(x) for x in args.qualities.split(",")]:
         data = [degrade.degrade(read_rgb(p), 4, q) for p in paths]

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image, JpegImagePlugin, features
+from PIL import Image, JpegImagePlugin
 
 from jpegsr import degrade
 

@@ -46,7 +46,9 @@ def test_psnr_border_is_cropped():
 def test_psnr_rounds_and_clips_float_output():
     a = np.full((10, 10, 3), 100, np.uint8)
     assert metrics.psnr(a + 0.4, a) == math.inf
-    assert metrics.psnr(np.full((10, 10, 3), 300.0), np.full((10, 10, 3), 255, np.uint8)) == math.inf
+    assert (
+        metrics.psnr(np.full((10, 10, 3), 300.0), np.full((10, 10, 3), 255, np.uint8)) == math.inf
+    )
 
 
 @pytest.mark.parametrize("border", [0, 4])
@@ -80,8 +82,12 @@ def test_ssim_identical_is_one_and_rgb_mode_averages_channels():
     assert metrics.ssim(a, a) == pytest.approx(1.0)
     per_channel = [
         skimage_metrics.structural_similarity(
-            a[..., c].astype(float), b[..., c].astype(float), data_range=255,
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            a[..., c].astype(float),
+            b[..., c].astype(float),
+            data_range=255,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
         )
         for c in range(3)
     ]

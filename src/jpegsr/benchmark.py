@@ -159,7 +159,12 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     results = []
     for set_name, folder in zip(set_names, folders, strict=True):
         res = evaluate_set(
-            method, folder, args.scale, args.quality, not args.rgb, not args.no_progress,
+            method,
+            folder,
+            args.scale,
+            args.quality,
+            not args.rgb,
+            not args.no_progress,
             name=Path(set_name).name,
         )
         results.append(res)
@@ -205,5 +210,7 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
         w = csv.DictWriter(f, fieldnames=["image", "psnr", "ssim"])
         w.writeheader()
         for r in rows:
-            w.writerow({"image": r["image"], "psnr": f"{r['psnr']:.4f}", "ssim": f"{r['ssim']:.5f}"})
+            w.writerow(
+                {"image": r["image"], "psnr": f"{r['psnr']:.4f}", "ssim": f"{r['ssim']:.5f}"}
+            )
     os.replace(tmp, path)

@@ -159,7 +159,7 @@ def image_to_arrays(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, lis
     return arr.copy(), None, notes
 
 
-def _open_checked(path: Path, max_pixels: int | None) -> tuple[Image.Image, bytes]:
+def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
     """Read the file and open it with Pillow, refusing bombs before decoding."""
     try:
         with open(path, "rb") as f:
@@ -193,7 +193,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> tuple[Image.Image, byte
     width, height = im.size
     if max_pixels is not None and width * height > max_pixels:
         raise ImageLoadError(_too_many_pixels_message((width, height), max_pixels))
-    return im, data
+    return im
 
 
 def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int | None) -> str:
@@ -210,7 +210,7 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     ``max_pixels=None`` disables the decompression-bomb guard.
     """
     path = Path(path)
-    im, _ = _open_checked(path, max_pixels)
+    im = _open_checked(path, max_pixels)
     notes: list[str] = []
     source_mode, fmt = im.mode, im.format
     try:
@@ -271,8 +271,8 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 def _transpose(a: np.ndarray, method: Image.Transpose) -> np.ndarray:
     """Apply a Pillow transpose to a uint8 H x W x C array (via Pillow, so it matches EXIF)."""
     if a.shape[2] == 1:
-        return np.asarray(Image.fromarray(a[:, :, 0], "L").transpose(method))[:, :, None]
-    return np.asarray(Image.fromarray(a, "RGB").transpose(method))
+        return np.array(Image.fromarray(a[:, :, 0], "L").transpose(method))[:, :, None]
+    return np.array(Image.fromarray(a, "RGB").transpose(method))
 
 
 def arrays_to_image(pixels: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:

@@ -1,0 +1,183 @@
+"""Training: config validation, losses on known tensors, batches, exact resume, torchrun."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from jpegsr import degrade
+from jpegsr.config import ConfigError, TrainConfig, from_dict, load_config
+from jpegsr.data import build_triplets, list_images, sample_batch, split_train_val
+from jpegsr.losses import LossWeights, TwoStageLoss
+from jpegsr.train import learning_rate
+from jpegsr.weights_io import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _images(folder: Path, n: int = 8, size: int = 64) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(n):
+        f = rng.uniform(0.05, 0.3, 3)
+        img = 127 + 100 * np.stack([np.sin(f[c] * (xx + i * yy)) for c in range(3)], -1)
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def _tiny_config(tmp_path: Path, name: str, **overrides) -> Path:
+    cfg = {
+        "name": name,
+        "model": "two_stage_slwsr16",
+        "iterations": 24,
+        "batch_size": 2,
+        "out_dir": str(tmp_path / "runs"),
+        "checkpoint_every": 4,
+        "val_every": 12,
+        "log_every": 1,
+        "threads": 1,
+        "data": {
+            "train_dirs": [str(_images(tmp_path / "data"))],
+            "lr_patch": 8,
+            "val_count": 2,
+            "qualities": [20, 50],
+        },
+        "optim": {"lr": 2e-4, "schedule": "cosine", "warmup": 3, "ema_decay": 0.9},
+    }
+    cfg.update(overrides)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_config_rejects_unknown_and_mistyped_keys(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 1, "itrations": 2})
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 1, "optim": {"lrr": 1}})
+    with pytest.raises(ConfigError, match="expected int"):
+        from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": "ten"})
+    with pytest.raises(ConfigError, match="not one of"):
+        from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 1,
+                                "optim": {"schedule": "linear"}})  # fmt: skip
+    with pytest.raises(ConfigError, match="missing"):
+        from_dict(TrainConfig, {"name": "a"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+
+
+def test_shipped_configs_load():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        assert load_config(path).iterations > 0
+
+
+def test_loss_on_known_offsets():
+    lr = torch.rand(2, 3, 8, 8)
+    hr_np = degrade.resize_float(lr[0].permute(1, 2, 0).double().numpy(), (32, 32))
+    hr = torch.from_numpy(hr_np).permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1)
+    lr = degrade.imresize_torch(hr, (8, 8))  # so that down(hr) == lr exactly
+    loss = TwoStageLoss(LossWeights(recover=1.0, sr=2.0, cycle=3.0))
+    total, terms = loss(lr + 0.2, hr + 0.1, lr, hr)
+    # bicubic weights sum to one, so down(hr + 0.1) = lr + 0.1
+    assert terms["recover"] == pytest.approx(0.2, abs=1e-5)
+    assert terms["sr"] == pytest.approx(0.1, abs=1e-5)
+    assert terms["cycle"] == pytest.approx(0.1, abs=1e-5)
+    assert float(total) == pytest.approx(0.2 + 0.2 + 0.3, abs=1e-5)
+    total, terms = TwoStageLoss(LossWeights(cycle=0.0))(None, hr, lr, hr)
+    assert set(terms) == {"sr"} and float(total) == 0.0
+
+
+def test_learning_rate_schedules():
+    cfg = from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 100,
+                                  "optim": {"lr": 1e-3, "halve_every": 10}}).optim  # fmt: skip
+    assert learning_rate(cfg, 0, 100) == 1e-3
+    assert learning_rate(cfg, 25, 100) == pytest.approx(2.5e-4)
+    cos = from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 100,
+                                  "optim": {"lr": 1e-3, "schedule": "cosine", "warmup": 10,
+                                            "min_lr": 0.0}}).optim  # fmt: skip
+    assert learning_rate(cos, 0, 100) == pytest.approx(1e-4)
+    assert learning_rate(cos, 10, 100) == pytest.approx(1e-3)
+    assert learning_rate(cos, 55, 100) == pytest.approx(5e-4)
+    assert learning_rate(cos, 100, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_batches_are_aligned_augmented_and_reproducible(tmp_path):
+    paths = list_images(_images(tmp_path / "d", n=4))
+    train, val = split_train_val(paths, 1)
+    assert len(train) == 3 and len(val) == 1 and not set(train) & set(val)
+    triplets = build_triplets(train, 4, [20], min_lr_side=8)
+    a = sample_batch(triplets, 4, 8, 4, seed=1, iteration=7)
+    b = sample_batch(triplets, 4, 8, 4, seed=1, iteration=7)
+    c = sample_batch(triplets, 4, 8, 4, seed=1, iteration=8)
+    assert a["lq"].shape == a["lr"].shape == (4, 3, 8, 8) and a["hr"].shape == (4, 3, 32, 32)
+    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["hr"], c["hr"])
+    # alignment: the clean LR crop is the MATLAB-bicubic downscale of the HR crop
+    # (rotation/flip commute with the separable, symmetric resize away from borders)
+    for i in range(4):
+        hr = (a["hr"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        lr = (a["lr"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.int64)
+        down = degrade.imresize(hr, size=(8, 8)).astype(np.int64)
+        assert np.abs(down[2:-2, 2:-2] - lr[2:-2, 2:-2]).max() <= 2
+
+
+def _losses(log: Path) -> list[tuple[str, ...]]:
+    with log.open() as f:
+        return [(r["iteration"], r["loss"], r["sr"], r["recover"], r["cycle"])
+                for r in csv.DictReader(f)]  # fmt: skip
+
+
+def _train_cmd(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "jpegsr.cli", "train", str(config), "--no-progress", *extra]
+
+
+def test_resume_after_kill_gives_identical_losses(tmp_path):
+    ref_cfg = _tiny_config(tmp_path, "ref")
+    subprocess.run(_train_cmd(ref_cfg), check=True, cwd=tmp_path)
+    cfg = _tiny_config(tmp_path, "killed")
+    run_dir = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen(_train_cmd(cfg), cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        log = run_dir / "train_log.csv"
+        if log.exists() and len(log.read_text().splitlines()) > 11:  # past iteration 10
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # without --resume an existing run is refused, nothing is overwritten
+    refused = subprocess.run(_train_cmd(cfg), cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+    subprocess.run(_train_cmd(cfg, "--resume"), check=True, cwd=tmp_path)
+    ref = _losses(tmp_path / "runs" / "ref" / "train_log.csv")
+    got = _losses(run_dir / "train_log.csv")
+    assert len(ref) == 24
+    assert got == ref
+    a = load_model(tmp_path / "runs" / "ref" / "model.safetensors").module.state_dict()
+    b = load_model(run_dir / "model.safetensors").module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_two_ranks(tmp_path):
+    cfg = _tiny_config(tmp_path, "ddp", iterations=6, threads=0)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "jpegsr.cli", "train", str(cfg), "--no-progress"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = tmp_path / "runs" / "ddp"
+    assert [r[0] for r in _losses(run_dir / "train_log.csv")] == [str(i) for i in range(1, 7)]
+    loaded = load_model(run_dir / "model.safetensors")
+    assert loaded.metadata["machine"].endswith("world 2")

@@ -1,0 +1,350 @@
+"""Tiled inference, the upscale() API and the files command, with tiny stand-in models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageCms
+from torch import nn
+
+import jpegsr
+import jpegsr.upscale as up
+from jpegsr.models import ModelDescriptor
+from jpegsr.upscale import (
+    add_upscale_arguments,
+    auto_tile,
+    upscale,
+    upscale_array,
+    upscale_command,
+    upscale_files,
+)
+from jpegsr.weights_io import LoadedModel
+
+
+class Nearest(nn.Module):
+    """x4 nearest neighbour: the expected output is exactly ``np.repeat``."""
+
+    def __init__(self, two_stage: bool = False) -> None:
+        super().__init__()
+        self.two_stage = two_stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        sr = F.interpolate(x, scale_factor=4, mode="nearest")
+        return (x, sr) if self.two_stage else sr
+
+
+class SmallConv(nn.Module):
+    """Two 3x3 convs (receptive-field radius 2) then conv + PixelShuffle x4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        self.up = nn.Sequential(nn.Conv2d(8, 48, 3, padding=1), nn.PixelShuffle(4))
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=g) * 0.2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.up(self.body(x)))
+
+
+def standin(module: nn.Module | None = None, **desc) -> LoadedModel:
+    module = Nearest() if module is None else module
+    return LoadedModel(module.eval(), ModelDescriptor(name="standin", scale=4, **desc), "test", {})
+
+
+def _noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def _nearest(a: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(a, 4, axis=0), 4, axis=1)
+
+
+# --------------------------------------------------------------------------- tiled inference
+
+
+@pytest.mark.parametrize("size_multiple", [1, 4])
+def test_tiled_equals_untiled(size_multiple):
+    model = standin(SmallConv(), size_multiple=size_multiple)
+    pixels = _noise((37, 30, 3))
+    whole = upscale_array(model, pixels, tile=0)
+    tiled = upscale_array(model, pixels, tile=8, overlap=4)
+    assert whole.shape == (148, 120, 3) and whole.dtype == np.uint8
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_tiles_without_overlap_differ():
+    # Sanity check that the previous test can fail: no context gives visible seams.
+    model = standin(SmallConv())
+    pixels = _noise((32, 32, 3))
+    whole = upscale_array(model, pixels, tile=0)
+    seams = upscale_array(model, pixels, tile=8, overlap=0)
+    assert np.abs(whole.astype(int) - seams.astype(int)).max() > 1
+
+
+def test_nearest_standin_exact_with_padding_and_min_size():
+    model = standin(Nearest(two_stage=True), size_multiple=8, min_size=16, two_stage=True)
+    pixels = _noise((5, 11, 3))
+    np.testing.assert_array_equal(upscale_array(model, pixels, tile=8, overlap=2), _nearest(pixels))
+
+
+def test_auto_tile_bounds_each_pass():
+    assert auto_tile(200, 300, 16) == 0  # fits in one pass
+    tile = auto_tile(750, 1000, 16)  # a 4000 x 3000 result
+    assert 0 < tile and tile + 2 * 16 <= 256
+
+
+def test_grey_uses_rgb_model_and_returns_one_channel():
+    grey = _noise((6, 7, 1))
+    out = upscale_array(standin(), grey)
+    assert out.shape == (24, 28, 1)
+    np.testing.assert_array_equal(out, _nearest(grey))
+    assert upscale_array(standin(), grey[:, :, 0]).shape == (24, 28)
+
+
+def test_rejects_non_uint8():
+    with pytest.raises(TypeError):
+        upscale_array(standin(), np.zeros((4, 4, 3), np.float32))
+
+
+def test_real_two_stage_model_shapes():
+    from jpegsr import models
+
+    name = "two_stage_slwsr16"
+    loaded = LoadedModel(models.build(name, 4).eval(), models.describe(name, 4), "test", {})
+    assert upscale_array(loaded, _noise((9, 7, 3))).shape == (36, 28, 3)
+
+
+# --------------------------------------------------------------------------- upscale() API
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("RGB", "RGB"), ("L", "L"), ("LA", "LA"), ("RGBA", "RGBA"), ("P", "RGB"), ("I;16", "L")],
+)
+def test_api_pil_round_trip(mode, expected):
+    im = Image.new(mode, (5, 3))
+    out = upscale(im, model=standin())
+    assert isinstance(out, Image.Image) and out.mode == expected and out.size == (20, 12)
+
+
+def test_api_pil_keeps_icc():
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im = Image.new("RGB", (4, 4))
+    im.info["icc_profile"] = icc
+    assert upscale(im, model=standin()).info["icc_profile"] == icc
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (5, 3, 1), (5, 3, 3), (5, 3, 4)])
+def test_api_numpy_round_trip(shape):
+    a = _noise(shape)
+    out = upscale(a, model=standin())
+    assert isinstance(out, np.ndarray) and out.dtype == np.uint8
+    assert out.shape == (20, 12) + shape[2:]
+    if len(shape) == 3 and shape[2] == 4:
+        np.testing.assert_array_equal(out[:, :, :3], _nearest(a[:, :, :3]))
+    else:
+        np.testing.assert_array_equal(out, _nearest(a))
+
+
+def test_api_rejects_other_inputs():
+    with pytest.raises(TypeError):
+        upscale(np.zeros((4, 4), np.uint16), model=standin())
+    with pytest.raises(TypeError):
+        upscale([[0]], model=standin())
+
+
+def test_models_are_cached_by_name(monkeypatch):
+    calls = []
+
+    def fake_load(name):
+        calls.append(name)
+        return standin()
+
+    monkeypatch.setattr(up, "load_model", fake_load)
+    up._load_cached.cache_clear()
+    try:
+        for _ in range(3):
+            upscale(np.zeros((2, 2), np.uint8), model="some-model")
+    finally:
+        up._load_cached.cache_clear()
+    assert calls == ["some-model"]
+
+
+def test_package_exposes_api_lazily():
+    assert callable(jpegsr.upscale) and callable(jpegsr.load_model)
+    out = jpegsr.upscale(np.zeros((2, 2), np.uint8), model=standin())
+    assert out.shape == (8, 8)
+
+
+# --------------------------------------------------------------------------- files and CLI
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """Parse and run the upscale command with the stand-in in place of any named model."""
+    monkeypatch.setattr(up, "resolve_model", lambda model: standin())
+
+    def run(*argv: str) -> int:
+        parser = argparse.ArgumentParser()
+        add_upscale_arguments(parser)
+        return upscale_command(parser.parse_args(list(argv)))
+
+    return run
+
+
+def test_files_kinds_and_outputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_noise((8, 8, 3))).save(src / "rgb.jpg")
+    Image.fromarray(_noise((8, 8)), "L").save(src / "grey.png")
+    Image.fromarray(_noise((8, 8, 4)), "RGBA").save(src / "alpha.png")
+    (src / "notes.txt").write_text("skipped: not an image suffix")
+    summary = upscale_files([src], tmp_path / "out", model=standin(), suffix="_x4")
+    assert summary.exit_code == 0 and len(summary.ok) == 3 and not summary.failed
+    modes = {}
+    for name in ("rgb_x4.png", "grey_x4.png", "alpha_x4.png"):
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.size == (32, 32)
+            modes[name] = im.mode
+    assert modes == {"rgb_x4.png": "RGB", "grey_x4.png": "L", "alpha_x4.png": "RGBA"}
+
+
+def test_files_exif_rotated_and_icc(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_noise((8, 16, 3))).save(tmp_path / "r.jpg", exif=exif, icc_profile=icc)
+    summary = upscale_files([tmp_path / "r.jpg"], tmp_path / "out", model=standin(), fmt="jpg")
+    assert summary.exit_code == 0
+    with Image.open(tmp_path / "out" / "r.jpg") as im:
+        assert im.size == (32, 64)  # rotated: 16 x 8 LR, portrait
+        assert im.getexif()[0x0112] == 1
+        assert im.info["icc_profile"] == icc
+
+
+def test_one_failure_does_not_stop_the_rest(tmp_path):
+    Image.fromarray(_noise((8, 8, 3))).save(tmp_path / "good.png")
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    lines = []
+    summary = upscale_files(
+        [tmp_path / "bad.jpg", tmp_path / "good.png", tmp_path / "missing.png"],
+        tmp_path / "out",
+        model=standin(),
+        log=lines.append,
+    )
+    assert [p.name for p, _ in summary.ok] == ["good.png"]
+    assert len(summary.failed) == 2 and summary.exit_code == 1
+    assert any(line.endswith("bad.jpg: empty file (0 bytes)") for line in lines)
+    assert any("missing.png: no such file" in line for line in lines)
+
+
+def test_glob_and_recursive(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for p in ("a.png", "b.jpg", "sub/c.png"):
+        Image.fromarray(_noise((4, 4, 3))).save(src / p)
+    (src / "sub" / "notes.png.txt").write_text("not an image suffix")
+
+    def names(summary):
+        return sorted(p.name for p, _ in summary.ok)
+
+    by_glob = upscale_files([str(src / "*.png")], tmp_path / "o1", model=standin())
+    assert names(by_glob) == ["a.png"]
+    assert names(upscale_files([src], tmp_path / "o2", model=standin())) == ["a.png", "b.jpg"]
+    out = src / "out"  # inside the input folder: earlier results must not become inputs
+    for _ in range(2):
+        deep = upscale_files([src], out, model=standin(), recursive=True, overwrite=True)
+        assert names(deep) == ["a.png", "b.jpg", "c.png"] and not deep.failed
+
+
+def test_duplicate_output_names_reported(tmp_path):
+    Image.fromarray(_noise((4, 4, 3))).save(tmp_path / "x.png")
+    Image.fromarray(_noise((4, 4, 3))).save(tmp_path / "x.jpg")
+    summary = upscale_files(
+        [tmp_path / "x.jpg", tmp_path / "x.png"], tmp_path / "out", model=standin()
+    )
+    assert len(summary.ok) == 1 and len(summary.failed) == 1
+    assert "already produced" in summary.failed[0][1]
+
+
+def test_output_equal_to_input_refused(tmp_path, cli):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((4, 4, 3))).save(src)
+    before = src.read_bytes()
+    assert cli(str(src), "-o", str(tmp_path), "--overwrite") == 1
+    assert src.read_bytes() == before
+
+
+def test_cli_exit_codes_and_overwrite(tmp_path, cli, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((4, 4, 3))).save(src)
+    out = tmp_path / "out"
+    assert cli(str(src), "-o", str(out)) == 0
+    assert "1 upscaled, 0 failed" in capsys.readouterr().out
+    (out / "a.png").write_bytes(b"old")
+    assert cli(str(src), "-o", str(out)) == 1
+    assert (out / "a.png").read_bytes() == b"old"  # untouched without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli(str(src), "-o", str(out), "--overwrite", "--format", "webp") == 0
+    assert cli(str(src), "-o", str(out), "--overwrite") == 0
+    with Image.open(out / "a.png") as im:
+        assert im.size == (16, 16)
+    assert cli(str(tmp_path / "nothing*.png"), "-o", str(out)) == 2
+    assert "no input images" in capsys.readouterr().err
+
+
+def test_cli_bomb_limit_and_override(tmp_path, cli):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((16, 16, 3))).save(src)
+    out = tmp_path / "out"
+    assert cli(str(src), "-o", str(out), "--max-pixels", "100") == 1
+    assert not (out / "a.png").exists()
+    assert cli(str(src), "-o", str(out), "--max-pixels", "256", "--tile", "0") == 0
+
+
+def test_cli_unwritable_output_folder(tmp_path, cli, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((4, 4, 3))).save(src)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should be")
+    assert cli(str(src), "-o", str(blocker / "out")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create output folder" in err[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes all")
+def test_cli_read_only_output_folder(tmp_path, cli, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((4, 4, 3))).save(src)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert cli(str(src), "-o", str(out)) == 1
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        out.chmod(0o755)
+
+
+def test_cli_threads_restored(tmp_path, cli):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((4, 4, 3))).save(src)
+    before = torch.get_num_threads()
+    assert cli(str(src), "-o", str(tmp_path / "out"), "--threads", "1") == 0
+    assert torch.get_num_threads() == before
+
+
+def test_cli_rejects_bad_numbers():
+    parser = argparse.ArgumentParser()
+    add_upscale_arguments(parser)
+    for argv in (["a", "--tile", "-1"], ["a", "--threads", "0"], ["a", "--max-pixels", "x"]):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(argv)
+        assert info.value.code == 2
