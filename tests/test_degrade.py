@@ -115,10 +115,10 @@ def test_denoise_reduces_jpeg_error_on_smooth_image():
 
 
 def test_denoise_strength_interpolates_between_selected_points():
-    lo, hi = degrade.denoise_strength(10), degrade.denoise_strength(90)
+    assert degrade.denoise_strength(20) == degrade.DENOISE_STRENGTH[20]
     mid = degrade.denoise_strength(15)
-    assert min(lo[0], degrade.denoise_strength(20)[0]) <= mid[0] <= max(lo[0], hi[0], 100)
-    assert degrade.denoise_strength(5) == lo  # clamped outside the selected range
+    assert mid[0] == pytest.approx(np.mean([degrade.DENOISE_STRENGTH[q][0] for q in (10, 20)]))
+    assert degrade.denoise_strength(5) == degrade.denoise_strength(10)  # clamped
 
 
 def test_versions_record_pillow_and_libjpeg():

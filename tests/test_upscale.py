@@ -13,9 +13,8 @@ from PIL import Image, ImageCms
 from torch import nn
 
 import jpegsr
-import jpegsr.upscale as up
-from jpegsr.models import ModelDescriptor
-from jpegsr.upscale import (
+import jpegsr.inference as up
+from jpegsr.inference import (
     add_upscale_arguments,
     auto_tile,
     upscale,
@@ -23,6 +22,7 @@ from jpegsr.upscale import (
     upscale_command,
     upscale_files,
 )
+from jpegsr.models import ModelDescriptor
 from jpegsr.weights_io import LoadedModel
 
 

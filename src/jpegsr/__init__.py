@@ -8,16 +8,16 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_model", "upscale"]
 
 if TYPE_CHECKING:
-    from jpegsr.upscale import upscale
+    from jpegsr.inference import upscale
     from jpegsr.weights_io import load_model
 
 
 def __getattr__(name: str) -> Any:
     """Import the API on first use, so ``import jpegsr`` does not pay for importing torch."""
     if name == "upscale":
-        from jpegsr.upscale import upscale as fn
+        from jpegsr.inference import upscale as fn
 
-        globals()["upscale"] = fn  # replaces the submodule the import just bound to this name
+        globals()["upscale"] = fn
         return fn
     if name == "load_model":
         from jpegsr.weights_io import load_model as fn

@@ -56,7 +56,7 @@ def make_method(name: str, scale: int, quality: int, tile: int | None = None) ->
             return degrade.imresize(lq, size=(h * scale, w * scale))
 
     else:
-        from jpegsr.upscale import upscale_array
+        from jpegsr.inference import upscale_array
         from jpegsr.weights_io import load_model
 
         loaded = load_model(base)

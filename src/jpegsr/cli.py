@@ -51,7 +51,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    from jpegsr.upscale import upscale_command
+    from jpegsr.inference import upscale_command
 
     return upscale_command(args)
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("upscale", help="upscale JPEG/PNG images x4 with a shipped model")
-    from jpegsr.upscale import add_upscale_arguments
+    from jpegsr.inference import add_upscale_arguments
 
     add_upscale_arguments(p)
     p.set_defaults(func=_cmd_upscale)

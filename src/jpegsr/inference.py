@@ -22,7 +22,6 @@ import functools
 import glob
 import os
 import sys
-import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -560,14 +559,3 @@ def upscale_command(args: argparse.Namespace) -> int:
         return 2
     print(summary.line())
     return summary.exit_code
-
-
-# ``jpegsr.upscale`` names both this module and the API function: Python's import system sets
-# the package attribute to the module on first import, so make the module callable as the
-# function and ``jpegsr.upscale(image)`` works however the names were imported.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: object, **kwargs: object) -> Image.Image | np.ndarray:
-        return upscale(*args, **kwargs)  # type: ignore[arg-type]
-
-
-sys.modules[__name__].__class__ = _CallableModule
