@@ -1,0 +1,109 @@
+"""The benchmark command: results on tiny synthetic sets, the JSON/CSV outputs, and errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jpegsr import degrade, metrics, models
+from jpegsr.cli import main
+from jpegsr.weights_io import save_weights
+
+SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "benchmark"
+
+
+def _set(root: Path, name: str = "Tiny", n: int = 2) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:50, 0:42]
+    for i in range(n):
+        img = 128 + 90 * np.sin((xx * (i + 1) + yy) / 5.0)[..., None] * rng.uniform(0.5, 1, 3)
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["benchmark", "--no-progress", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bicubic_on_a_tiny_set_matches_direct_computation(tmp_path, capsys):
+    root = tmp_path / "bench"
+    folder = _set(root)
+    code, out, _ = _run(
+        capsys, "--method", "bicubic", "--sets", "Tiny", "--data-root", str(root),
+        "--quality", "30", "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "csv"),
+    )  # fmt: skip
+    assert code == 0
+    expected = []
+    for p in sorted(folder.iterdir()):
+        lq, _, hr = degrade.degrade(np.asarray(Image.open(p).convert("RGB")), 4, 30)
+        sr = degrade.imresize(lq, size=hr.shape[:2])
+        expected.append(metrics.psnr(sr, hr, border=4))
+    summary = json.loads((tmp_path / "r.json").read_text())
+    assert summary["method"] == "bicubic" and summary["scale"] == 4 and summary["quality"] == 30
+    assert summary["sets"]["Tiny"]["n"] == 2
+    assert summary["sets"]["Tiny"]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)
+    assert {"pillow", "libjpeg"} <= set(summary["versions"])
+    with (tmp_path / "csv" / "Tiny.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == ["im0.png", "im1.png"]
+    assert float(rows[0]["psnr"]) == pytest.approx(expected[0], abs=1e-4)
+    assert "| bicubic |" in out
+
+
+def test_denoise_prefix_and_weights_file_methods(tmp_path, capsys):
+    root = tmp_path / "bench"
+    _set(root, n=1)
+    weights = tmp_path / "m.safetensors"
+    save_weights(models.build("slwsr16", 4), "slwsr16", 4, weights)
+    for method in ("denoise+bicubic", str(weights), f"denoise+{weights}"):
+        code, out, _ = _run(capsys, "--method", method, "--sets", "Tiny", "--data-root", str(root))
+        assert code == 0, method
+        assert f"| {method} |" in out
+
+
+@pytest.mark.parametrize(
+    "setup,expected",
+    [
+        ("missing_root", "data root not found"),
+        ("empty", "no images in"),
+        ("not_image", "not a readable image"),
+        ("missing_set", "not found under"),
+        ("bad_method", "no shipped model or weights file"),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(tmp_path, capsys, setup, expected):
+    root = tmp_path / "bench"
+    (root / "Tiny").mkdir(parents=True)
+    method = "bicubic"
+    if setup == "missing_root":
+        root = tmp_path / "nowhere"
+    elif setup == "not_image":
+        (root / "Tiny" / "fake.png").write_text("this is not a picture")
+    elif setup == "missing_set":
+        root = tmp_path
+    elif setup == "bad_method":
+        _set(tmp_path / "b2")
+        root = tmp_path / "b2"
+        method = "no_such_model"
+    code, _, err = _run(capsys, "--method", method, "--sets", "Tiny", "--data-root", str(root))
+    assert code != 0
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.skipif(not (SHARED_BENCH / "Set5").is_dir(), reason="needs ../shared/datasets")
+def test_set5_bicubic_q20_golden(capsys):
+    # Independent figure (Pillow bicubic down/up, Pillow JPEG q=20): 25.29 dB; ours, with the
+    # MATLAB-style resize, lands on it.
+    code, out, _ = _run(
+        capsys, "--method", "bicubic", "--sets", "Set5", "--data-root", str(SHARED_BENCH)
+    )
+    assert code == 0
+    assert "| bicubic | 25.29/0.67" in out
