@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -62,20 +61,25 @@ def resolve(name_or_path: str | Path) -> Path:
     shipped = SHIPPED_DIR / f"{name_or_path}.safetensors"
     if shipped.is_file():
         return shipped
+    for candidate in sorted(SHIPPED_DIR.glob("*.safetensors")):  # a registered arch name
+        if _metadata(candidate).get("jpegsr_arch") == str(name_or_path):
+            return candidate
     known = ", ".join(shipped_models()) or "none"
     raise WeightsError(
         f"no shipped model or weights file named {str(name_or_path)!r} (shipped models: {known})"
     )
 
 
+def _metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> LoadedModel:
     """Build the architecture named in a weights file and load its parameters, for inference."""
     path = resolve(name_or_path)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
+        meta = _metadata(path)
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
@@ -96,7 +100,3 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> LoadedModel:
     for p in module.parameters():
         p.requires_grad_(False)
     return LoadedModel(module=module, descriptor=descriptor, source=str(path), metadata=meta)
-
-
-def state_dict_to_float(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
