@@ -23,6 +23,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["iterations"] = args.iterations
     if args.out_dir is not None:
         overrides["out_dir"] = args.out_dir
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     config = load_config(args.config, overrides)
     path = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"weights written to {path}")
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--iterations", type=int, help="override the config's iteration count")
     p.add_argument("--out-dir", help="override the config's output folder")
+    p.add_argument("--threads", type=int, help="torch CPU threads (does not change results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
