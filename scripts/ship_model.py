@@ -51,16 +51,48 @@ def _bench_rows(name: str) -> list[str]:
     return rows
 
 
+def export_checkpoint(run: Path, dst: Path) -> None:
+    """Write the checkpoint's EMA (else raw) weights with the metadata a finished run has."""
+    import os
+    import platform
+
+    import torch
+
+    from jpegsr import models
+    from jpegsr.weights_io import save_weights
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model = models.build(config["model"], config["data"]["scale"])
+    model.load_state_dict(state["ema"] if "ema" in state else state["model"])
+    d = config["data"]
+    save_weights(model, config["model"], d["scale"], dst, extra={
+        "run": config["name"],
+        "iterations": str(state["iteration"]),
+        "wall_seconds": f"{state['wall_seconds']:.0f}",
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, world 1",
+        "train_dirs": ",".join(d["train_dirs"]),
+        "qualities": ",".join(map(str, d["qualities"])),
+        "input": d["input"],
+    })  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--name", required=True)
     ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="ship the EMA weights of RUN/checkpoint.pt (a run still training or cut short)",
+    )
     args = ap.parse_args()
-    src = args.run / "model.safetensors"
     dst = WEIGHTS / f"{args.name}.safetensors"
-    if src.resolve() != dst.resolve():
-        shutil.copyfile(src, dst)
+    if args.from_checkpoint:
+        export_checkpoint(args.run, dst)
+    else:
+        shutil.copyfile(args.run / "model.safetensors", dst)
     with safe_open(str(dst), framework="pt") as f:
         meta = dict(f.metadata())
     config = yaml.safe_load((args.run / "config.yaml").read_text())
@@ -77,7 +109,8 @@ def main() -> None:
         f"- **Degradation**: HR cropped to x{d['scale']}, MATLAB-style bicubic down x{d['scale']},"
         f" Pillow JPEG quality {d['qualities']} with 4:2:0 chroma (`jpegsr.degrade`); network "
         f"input: {d['input']} LR.",
-        f"- **Training**: {meta['iterations']} iterations, batch {config['batch_size']} of "
+        f"- **Training**: {meta['iterations']} of {config['iterations']} iterations, "
+        f"batch {config['batch_size']} of "
         f"{d['lr_patch']} px LR crops, Adam, peak lr {config['optim']['lr']} "
         f"({config['optim']['schedule']}, warmup {config['optim']['warmup']}), EMA "
         f"{config['optim']['ema_decay']}, losses recover/sr/cycle = {config['loss']['recover']}/"

@@ -194,7 +194,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         optimizer.step()
         if ema is not None:
             with torch.no_grad():
-                d = config.optim.ema_decay
+                # warm the average up so it does not keep the random init for long
+                d = min(config.optim.ema_decay, (1 + it) / (10 + it))
                 for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                     pe.lerp_(pm, 1 - d)
         done = it + 1
