@@ -87,6 +87,7 @@ def main() -> None:
         action="store_true",
         help="ship the EMA weights of RUN/checkpoint.pt (a run still training or cut short)",
     )
+    ap.add_argument("--note", default="", help="a line for the card (e.g. what changed)")
     args = ap.parse_args()
     dst = WEIGHTS / f"{args.name}.safetensors"
     if args.from_checkpoint:
@@ -118,7 +119,10 @@ def main() -> None:
         f"- **Wall time**: {int(meta['wall_seconds']) / 3600:.2f} h on {meta['machine']} "
         "(AMD Zen 4, 2 cores, no GPU).",
         f"- **Command**: `jpegsr train {args.config} --resume`, then "
-        f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}`.",
+        f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
+        + (" --from-checkpoint" if args.from_checkpoint else "")
+        + "`.",
+        *([f"- **Note**: {args.note}"] if args.note else []),
         "- **Validation** (Y-PSNR on the held-out training images, q="
         f"{d['val_quality']}): " + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val),
         "",

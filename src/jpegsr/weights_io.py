@@ -44,6 +44,7 @@ def save_weights(
     state = {k: v.detach().contiguous().cpu().float() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)
     tmp.replace(path)
 
 

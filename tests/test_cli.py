@@ -1,0 +1,24 @@
+"""CLI plumbing: the models listing and clean one-line errors."""
+
+import json
+
+from jpegsr.cli import main
+
+
+def test_models_json_lists_every_architecture_with_parameter_counts(capsys):
+    assert main(["models", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    counts = {r["name"]: r["parameters"] for r in listing["architectures"]}
+    assert {"slwsr16", "slwsr32", "two_stage_slwsr32", "rcan_small", "dbpn_small"} <= set(counts)
+    assert abs(counts["slwsr32"] - 571_000) / 571_000 < 0.03
+    assert "default" in listing["shipped"]
+
+
+def test_train_with_a_bad_config_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\nmodel: slwsr16\niterations: 1\nbogus: 2\n")
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read config" in capsys.readouterr().err

@@ -1,0 +1,41 @@
+"""The shipped default model: loads offline, upscales the README's example, beats bicubic."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jpegsr
+from jpegsr import degrade, metrics
+from jpegsr.cli import main
+from jpegsr.data import list_images, read_rgb
+
+REPO = Path(__file__).resolve().parents[1]
+SET5 = REPO.parent / "shared" / "datasets" / "benchmark" / "Set5"
+
+
+def test_default_model_is_shipped_with_a_card():
+    loaded = jpegsr.load_model("default")
+    assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
+    assert Path(loaded.source).with_suffix(".md").is_file()
+    assert int(loaded.metadata["iterations"]) > 0
+
+
+def test_readme_example_upscales_offline(tmp_path):
+    code = main(["upscale", str(REPO / "examples" / "astronaut_q20.jpg"), "-o", str(tmp_path)])
+    assert code == 0
+    with Image.open(tmp_path / "astronaut_q20.png") as out:
+        assert out.size == (1024, 1024) and out.mode == "RGB"
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/datasets")
+def test_default_model_beats_bicubic_on_set5_images():
+    loaded = jpegsr.load_model("default")
+    gains = []
+    for path in list_images(SET5)[:3]:
+        lq, _, hr = degrade.degrade(read_rgb(path), 4, 20)
+        sr = jpegsr.upscale(lq, model=loaded)
+        bic = degrade.imresize(lq, size=hr.shape[:2])
+        gains.append(metrics.psnr(sr, hr, border=4) - metrics.psnr(bic, hr, border=4))
+    assert np.mean(gains) > 0.3
