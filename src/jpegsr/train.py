@@ -104,9 +104,11 @@ def _truncate_log(path: Path, after: int) -> None:
     if not path.exists():
         return
     with path.open() as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        fields = reader.fieldnames or LOG_FIELDS
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=rows[0].keys() if rows else LOG_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(r for r in rows if int(r["iteration"]) <= after)
 
