@@ -45,7 +45,9 @@ class SetResult:
     rows: list[dict[str, object]] = field(default_factory=list)
 
 
-def make_method(name: str, scale: int, quality: int, tile: int | None = None) -> Method:
+def make_method(
+    name: str, scale: int, quality: int, tile: int | None = None, self_ensemble: bool = False
+) -> Method:
     """A function compressed-LR uint8 -> SR uint8 for a method name (see module docstring)."""
     pre_denoise = name.startswith("denoise+")
     base = name.removeprefix("denoise+")
@@ -56,10 +58,12 @@ def make_method(name: str, scale: int, quality: int, tile: int | None = None) ->
             return degrade.imresize(lq, size=(h * scale, w * scale))
 
     else:
-        from jpegsr.inference import upscale_array
+        from jpegsr.inference import upscale_array, with_self_ensemble
         from jpegsr.weights_io import load_model
 
         loaded = load_model(base)
+        if self_ensemble:
+            loaded = with_self_ensemble(loaded)
         if loaded.descriptor.scale != scale:
             raise DataError(f"{base} is a x{loaded.descriptor.scale} model, not x{scale}")
 
@@ -147,6 +151,9 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="write per-image CSVs into this folder")
     p.add_argument("--rgb", action="store_true", help="measure on RGB, not Y (AIM 2022 style)")
     p.add_argument("--tile", type=int, help="tile size for model inference (default: auto)")
+    p.add_argument(
+        "--self-ensemble", action="store_true", help="models: average over 8 flips/rotations"
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -155,7 +162,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         raise DataError(f"--quality must be in 1..100, got {args.quality}")
     set_names = [s.strip() for s in args.sets.split(",") if s.strip()]
     folders = [resolve_set(args.data_root, s) for s in set_names]
-    method = make_method(args.method, args.scale, args.quality, args.tile)
+    if args.self_ensemble and args.method.removeprefix("denoise+") == "bicubic":
+        raise DataError("--self-ensemble applies to models, not bicubic")
+    method = make_method(args.method, args.scale, args.quality, args.tile, args.self_ensemble)
     results = []
     for set_name, folder in zip(set_names, folders, strict=True):
         res = evaluate_set(
@@ -177,6 +186,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             "scale": args.scale,
             "quality": args.quality,
             "channel": "rgb" if args.rgb else "y",
+            "self_ensemble": args.self_ensemble,
             "sets": {r.name: {"psnr": r.psnr, "ssim": r.ssim, "n": r.n} for r in results},
             "versions": degrade.versions() | {"python": platform.python_version()},
             "command": command_line(args),
@@ -193,6 +203,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--data-root {args.data_root}")
     if args.rgb:
         parts.append("--rgb")
+    if args.self_ensemble:
+        parts.append("--self-ensemble")
     return " ".join(parts)
 
 

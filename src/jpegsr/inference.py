@@ -18,6 +18,7 @@ Alpha is not seen by the network: it is resized separately, bicubic, by Pillow.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import glob
 import os
@@ -72,6 +73,35 @@ def resolve_model(model: ModelArg = DEFAULT_MODEL) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     return _load_cached(os.fspath(model))
+
+
+class SelfEnsemble(torch.nn.Module):
+    """Average a model's SR over the 8 flips/rotations of its input (geometric self-ensemble).
+
+    8x the compute for a small, reliable PSNR gain; optional (``--self-ensemble``).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for k in range(4):
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(-2, -1))
+                t = t.flip(-1) if flip else t
+                y = sr_output(self.model(t)).float()
+                y = y.flip(-1) if flip else y
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                total = y if total is None else total + y
+        return total / 8
+
+
+def with_self_ensemble(loaded: LoadedModel) -> LoadedModel:
+    """The same model, predicting through :class:`SelfEnsemble`."""
+    desc = dataclasses.replace(loaded.descriptor, two_stage=False)
+    return LoadedModel(SelfEnsemble(loaded.module), desc, loaded.source, loaded.metadata)
 
 
 def _model_device(module: torch.nn.Module) -> torch.device:
@@ -515,6 +545,11 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         "--suffix", default="", metavar="TEXT", help="appended to each output file's stem"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average over 8 flips/rotations: slightly better, 8x slower",
+    )
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
         "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch"
@@ -535,10 +570,11 @@ def upscale_command(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stderr)
 
     try:
+        model = resolve_model(args.model)
         summary = upscale_files(
             args.inputs,
             args.outdir,
-            model=args.model,
+            model=with_self_ensemble(model) if args.self_ensemble else model,
             tile=args.tile,
             fmt=args.fmt,
             suffix=args.suffix,
