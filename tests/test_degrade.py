@@ -124,3 +124,10 @@ def test_denoise_strength_interpolates_between_selected_points():
 def test_versions_record_pillow_and_libjpeg():
     v = degrade.versions()
     assert {"pillow", "libjpeg", "libjpeg_turbo"} <= set(v)
+
+
+@pytest.mark.parametrize("quality", [5, 10, 20, 35, 50, 75, 85, 95])
+def test_jpeg_quality_is_recovered_from_the_quantisation_table(quality):
+    img = np.random.default_rng(quality).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    with Image.open(io.BytesIO(degrade.jpeg_encode(img, quality))) as im:
+        assert degrade.estimate_jpeg_quality(im.quantization[0]) == quality

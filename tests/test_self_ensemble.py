@@ -1,5 +1,7 @@
 """Geometric self-ensemble: exact for equivariant models, an average otherwise."""
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -45,3 +47,22 @@ def test_two_stage_model_through_upscale_array():
     out = upscale_array(with_self_ensemble(loaded), img, tile=0)
     assert out.shape == (36, 44, 3)
     assert isinstance(with_self_ensemble(loaded).descriptor, ModelDescriptor)
+
+
+def test_upscale_warns_when_jpeg_quality_is_far_from_training(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from jpegsr.inference import upscale_files
+
+    loaded = LoadedModel(Nearest(), ModelDescriptor(name="n", scale=4), "t", {"qualities": "20"})
+    rng = np.random.default_rng(0)
+    for q in (20, 90):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+            tmp_path / f"q{q}.jpg", quality=q
+        )
+    summary = upscale_files([str(tmp_path / "q20.jpg"), str(tmp_path / "q90.jpg")],
+                            tmp_path / "out", model=loaded, progress=False)  # fmt: skip
+    warned = {Path(name).name for name, _ in summary.warnings}
+    assert warned == {"q90.jpg"}
+    assert "looks like 90" in summary.warnings[0][1]

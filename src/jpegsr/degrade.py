@@ -8,6 +8,7 @@ arrays, except :func:`imresize_torch`, the differentiable twin used by the cycle
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -122,6 +123,31 @@ def jpeg_roundtrip(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> np.ndar
     """Encode the whole image with :func:`jpeg_encode` and decode it back to uint8."""
     with Image.open(io.BytesIO(jpeg_encode(image, quality))) as im:
         return np.asarray(im.convert(image_mode(image)))
+
+
+# Annex K luminance table of the JPEG standard (natural order): libjpeg scales it by quality.
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+])  # fmt: skip
+
+
+def ijg_luma_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance quantisation table at ``quality`` (what Pillow writes)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255)
+
+
+def estimate_jpeg_quality(luma_table: Sequence[int]) -> int:
+    """The libjpeg quality whose luminance table is closest to a file's (in log ratio).
+
+    Exact for files written by libjpeg/Pillow; an approximation for other encoders.
+    """
+    table = np.maximum(np.asarray(luma_table, dtype=np.float64), 1)
+    errors = [np.abs(np.log(table / ijg_luma_table(q))).mean() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
 
 
 def image_mode(image: np.ndarray) -> str:

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from jpegsr.degrade import estimate_jpeg_quality
+
 # Refuse inputs above 25 megapixels by default: a x4 result of that is 400 megapixels
 # (1.2 GB as 8-bit RGB), already far beyond the small JPEGs this tool is for.
 DEFAULT_MAX_PIXELS = 25_000_000
@@ -79,6 +81,7 @@ class LoadedImage:
     source_mode: str  # Pillow mode of the file, before conversion
     format: str | None  # Pillow format name of the file ("JPEG", "PNG", ...)
     warnings: list[str] = field(default_factory=list)
+    jpeg_quality: int | None = None  # estimated from the file's quantisation tables
 
     @property
     def height(self) -> int:
@@ -257,7 +260,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         if space != wanted:
             notes.append(f"{space or 'unrecognised'} ICC profile dropped (output is {wanted})")
             icc = None
+    quant = getattr(im, "quantization", None) if fmt == "JPEG" else None
     return LoadedImage(
+        jpeg_quality=estimate_jpeg_quality(quant[0]) if quant and 0 in quant else None,
         pixels=np.ascontiguousarray(pixels),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
         icc_profile=icc,

@@ -104,6 +104,19 @@ def with_self_ensemble(loaded: LoadedModel) -> LoadedModel:
     return LoadedModel(SelfEnsemble(loaded.module), desc, loaded.source, loaded.metadata)
 
 
+def quality_mismatch(loaded: LoadedModel, jpeg_quality: int | None) -> list[str]:
+    """A warning when a JPEG's quality is far from every quality the model was trained on."""
+    trained = [int(q) for q in loaded.metadata.get("qualities", "").split(",") if q.strip()]
+    if jpeg_quality is None or not trained:
+        return []
+    if min(abs(jpeg_quality - q) for q in trained) <= 15:
+        return []
+    return [
+        f"JPEG quality looks like {jpeg_quality}, but model {loaded.descriptor.name} was trained "
+        f"on quality {','.join(map(str, trained))}: the result may be over-smoothed"
+    ]
+
+
 def _model_device(module: torch.nn.Module) -> torch.device:
     for p in module.parameters():
         return p.device
@@ -459,7 +472,7 @@ def upscale_files(
                 continue
             try:
                 image = load_image(src, max_pixels)
-                for note in image.warnings:
+                for note in [*image.warnings, *quality_mismatch(loaded, image.jpeg_quality)]:
                     report(summary.warnings, name, note, prefix="warning: ")
                 pixels = upscale_array(loaded, image.pixels, tile, overlap, bf16)
                 alpha = None
