@@ -77,6 +77,20 @@ def export_checkpoint(run: Path, dst: Path) -> None:
     })  # fmt: skip
 
 
+def data_counts(config: dict) -> tuple[int, int, int]:
+    """(images found, used for training, held out) exactly as jpegsr.train selects them."""
+    from PIL import Image
+
+    from jpegsr.data import list_images, split_train_val
+
+    d = config["data"]
+    paths = [p for folder in d["train_dirs"] for p in list_images(folder)]
+    train, val = split_train_val(paths, d["val_count"])
+    side = d["lr_patch"] * d["scale"]
+    used = sum(1 for p in train if min(Image.open(p).size) >= side)
+    return len(paths), used, len(val)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -100,13 +114,15 @@ def main() -> None:
     with (args.run / "val_log.csv").open() as f:
         val = list(csv.DictReader(f))
     d = config["data"]
+    found, used, held_out = data_counts(config)
     lines = [
         f"# Model card: `{args.name}`",
         "",
         f"- **Architecture**: `{meta['jpegsr_arch']}` (x{meta['scale']}), see "
         "`src/jpegsr/models/`; weights in safetensors (float32).",
-        f"- **Training data**: {', '.join(d['train_dirs'])} (BSD200 + T91, the classic 291 "
-        f"images), {d['val_count']} held out for validation.",
+        f"- **Training data**: {', '.join(d['train_dirs'])}: {found} images, {held_out} held "
+        f"out for validation, {used} used for training (images under "
+        f"{d['lr_patch'] * d['scale']} px on a side cannot give a {d['lr_patch']} px LR crop).",
         f"- **Degradation**: HR cropped to x{d['scale']}, MATLAB-style bicubic down x{d['scale']},"
         f" Pillow JPEG quality {d['qualities']} with 4:2:0 chroma (`jpegsr.degrade`); network "
         f"input: {d['input']} LR.",
