@@ -134,7 +134,7 @@ def main() -> None:
     bf16 = timed(lambda: upscale_array(loaded, img, bf16=True), n)
     a32, a16 = upscale_array(loaded, img), upscale_array(loaded, img, bf16=True)
     bic = timed(lambda: Image.fromarray(img).resize((1920, 1280), Image.Resampling.BICUBIC), n)
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
     gflop = conv_flops(loaded.module, x) / 1e9
     res["a_upscale_480x320"] = {
         "fp32_s": fp32, "bf16_s": bf16, "pillow_bicubic_s": bic,

@@ -77,6 +77,13 @@ def export_checkpoint(run: Path, dst: Path) -> None:
     })  # fmt: skip
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def data_counts(config: dict) -> tuple[int, int, int]:
     """(images found, used for training, held out) exactly as jpegsr.train selects them."""
     from PIL import Image
@@ -132,8 +139,13 @@ def main() -> None:
         f"({config['optim']['schedule']}, warmup {config['optim']['warmup']}), EMA "
         f"{config['optim']['ema_decay']}, losses recover/sr/cycle = {config['loss']['recover']}/"
         f"{config['loss']['sr']}/{config['loss']['cycle']}, bf16 autocast.",
-        f"- **Wall time**: {int(meta['wall_seconds']) / 3600:.2f} h on {meta['machine']} "
-        "(AMD Zen 4, 2 cores, no GPU).",
+        f"- **Wall time**: {int(meta['wall_seconds']) / 3600:.2f} h on {meta['machine']}"
+        + (
+            ""
+            if "cpu_model" in meta
+            else f" ({cpu_model()}, read when shipping on the training machine; no GPU)"
+        )
+        + ".",
         f"- **Command**: `jpegsr train {args.config} --resume`, then "
         f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
         + (" --from-checkpoint" if args.from_checkpoint else "")
