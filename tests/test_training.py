@@ -79,7 +79,7 @@ def test_config_rejects_unknown_and_mistyped_keys(tmp_path):
 
 
 def test_shipped_configs_load():
-    for path in sorted((REPO / "configs").glob("*.yaml")):
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
         assert load_config(path).iterations > 0
 
 
