@@ -27,17 +27,11 @@ from PIL import Image
 
 import jpegsr
 from jpegsr import degrade, models
+from jpegsr.benchmark import cpu_model
 from jpegsr.inference import upscale_array
 from jpegsr.losses import TwoStageLoss
 
 OUT = Path(__file__).resolve().parent
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def timed(fn, repeats: int) -> float:
@@ -125,7 +119,7 @@ def main() -> None:
     loaded = jpegsr.load_model("default")
     img = test_image()
     res: dict[str, object] = {
-        "machine": {"cpu": cpu_name(), "cores": torch.get_num_threads(),
+        "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
         "versions": degrade.versions(),
         "model": loaded.source,

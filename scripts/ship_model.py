@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 from safetensors import safe_open
 
+from jpegsr.benchmark import cpu_model
+
 WEIGHTS = Path("src/jpegsr/weights")
 SETS = ["Set5", "Set14", "BSD100", "Urban100"]
 
@@ -75,13 +77,6 @@ def export_checkpoint(run: Path, dst: Path) -> None:
         "qualities": ",".join(map(str, d["qualities"])),
         "input": d["input"],
     })  # fmt: skip
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def data_counts(config: dict) -> tuple[int, int, int]:
