@@ -68,6 +68,25 @@ def test_denoise_prefix_and_weights_file_methods(tmp_path, capsys):
         assert f"| {method} |" in out
 
 
+def test_precision_is_recorded(tmp_path, capsys):
+    root = tmp_path / "bench"
+    _set(root, n=1)
+    weights = tmp_path / "m.safetensors"
+    save_weights(models.build("slwsr16", 4), "slwsr16", 4, weights)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        js = tmp_path / f"{precision}.json"
+        argv = ["--method", str(weights), "--sets", "Tiny", "--data-root", str(root)]
+        code, _, _ = _run(capsys, *argv, "--precision", precision, "--json", str(js))
+        assert code == 0
+        out[precision] = json.loads(js.read_text())
+        assert out[precision]["precision"] == precision
+    assert "--precision bf16" in out["bf16"]["command"]
+    assert "--precision" not in out["fp32"]["command"]
+    p32, p16 = (out[p]["sets"]["Tiny"]["psnr"] for p in ("fp32", "bf16"))
+    assert p32 != p16 and abs(p32 - p16) < 0.5
+
+
 @pytest.mark.parametrize(
     "setup,expected",
     [

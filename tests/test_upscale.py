@@ -183,6 +183,25 @@ def test_package_exposes_api_lazily():
     assert out.shape == (8, 8)
 
 
+def test_precision_choices_resolve():
+    cpu = torch.device("cpu")
+    assert up.use_bf16("fp32", cpu) is False and up.use_bf16(False, cpu) is False
+    assert up.use_bf16("bf16", cpu) is True and up.use_bf16(True, cpu) is True
+    assert up.use_bf16("auto", cpu) == up.use_bf16(None, cpu) == up.bf16_is_fast(cpu)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        up.use_bf16("int4", cpu)
+
+
+def test_bf16_close_to_fp32_and_actually_used():
+    model = standin(SmallConv())
+    pixels = _noise((24, 20, 3), seed=3)
+    full = upscale_array(model, pixels, bf16="fp32").astype(int)
+    half = upscale_array(model, pixels, bf16="bf16").astype(int)
+    diff = np.abs(full - half)
+    assert diff.max() <= 3  # bf16 keeps 8 mantissa bits: a few grey levels at most
+    assert diff.max() > 0  # the bf16 path really ran in reduced precision
+
+
 # --------------------------------------------------------------------------- files and CLI
 
 
@@ -331,6 +350,16 @@ def test_cli_read_only_output_folder(tmp_path, cli, capsys):
         assert "not writable" in capsys.readouterr().err
     finally:
         out.chmod(0o755)
+
+
+def test_cli_precision_flag(tmp_path, cli, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((6, 5, 3))).save(src)
+    assert cli(str(src), "-o", str(tmp_path / "o"), "--precision", "fp32") == 0
+    assert (tmp_path / "o" / "a.png").is_file()
+    with pytest.raises(SystemExit) as exc:
+        cli(str(src), "-o", str(tmp_path / "o"), "--precision", "fp8")
+    assert exc.value.code == 2
 
 
 def test_cli_threads_restored(tmp_path, cli):

@@ -46,7 +46,12 @@ class SetResult:
 
 
 def make_method(
-    name: str, scale: int, quality: int, tile: int | None = None, self_ensemble: bool = False
+    name: str,
+    scale: int,
+    quality: int,
+    tile: int | None = None,
+    self_ensemble: bool = False,
+    precision: str = "fp32",
 ) -> Method:
     """A function compressed-LR uint8 -> SR uint8 for a method name (see module docstring)."""
     pre_denoise = name.startswith("denoise+")
@@ -68,7 +73,7 @@ def make_method(
             raise DataError(f"{base} is a x{loaded.descriptor.scale} model, not x{scale}")
 
         def run(lq: np.ndarray) -> np.ndarray:
-            return upscale_array(loaded, lq, tile=tile)
+            return upscale_array(loaded, lq, tile=tile, bf16=precision)
 
     if not pre_denoise:
         return run
@@ -154,6 +159,12 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--self-ensemble", action="store_true", help="models: average over 8 flips/rotations"
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="models: arithmetic (default %(default)s, the reference on every machine)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -164,7 +175,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     folders = [resolve_set(args.data_root, s) for s in set_names]
     if args.self_ensemble and args.method.removeprefix("denoise+") == "bicubic":
         raise DataError("--self-ensemble applies to models, not bicubic")
-    method = make_method(args.method, args.scale, args.quality, args.tile, args.self_ensemble)
+    method = make_method(
+        args.method, args.scale, args.quality, args.tile, args.self_ensemble, args.precision
+    )
     results = []
     for set_name, folder in zip(set_names, folders, strict=True):
         res = evaluate_set(
@@ -187,6 +200,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             "quality": args.quality,
             "channel": "rgb" if args.rgb else "y",
             "self_ensemble": args.self_ensemble,
+            "precision": args.precision,
             "sets": {r.name: {"psnr": r.psnr, "ssim": r.ssim, "n": r.n} for r in results},
             "versions": degrade.versions() | {"python": platform.python_version()},
             "command": command_line(args),
@@ -216,6 +230,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--rgb")
     if args.self_ensemble:
         parts.append("--self-ensemble")
+    if args.precision != "fp32":
+        parts.append(f"--precision {args.precision}")
     return " ".join(parts)
 
 

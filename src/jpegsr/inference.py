@@ -117,6 +117,36 @@ def quality_mismatch(loaded: LoadedModel, jpeg_quality: int | None) -> list[str]
     ]
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 convolutions run natively here (AVX-512 BF16/AMX on CPU, or a GPU).
+
+    Then bf16 autocast is about 3x faster than fp32 on CPU and changes Y-PSNR by at most a
+    few thousandths of a dB (results/models/default_q20_bf16.json), so ``auto`` uses it.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def use_bf16(precision: str | bool | None, device: torch.device) -> bool:
+    """Resolve a precision choice: ``auto``/``None`` (bf16 where fast), ``fp32``, ``bf16``."""
+    if isinstance(precision, bool):
+        return precision
+    if precision is None or precision == "auto":
+        return bf16_is_fast(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision == "bf16"
+
+
 def _model_device(module: torch.nn.Module) -> torch.device:
     for p in module.parameters():
         return p.device
@@ -166,12 +196,13 @@ def upscale_array(
     pixels: np.ndarray,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
-    bf16: bool | None = None,
+    bf16: bool | str | None = None,
 ) -> np.ndarray:
     """Super-resolve uint8 pixels (H x W, H x W x 1 or H x W x 3); same layout, ``scale`` x size.
 
     ``tile=None`` picks a tile size automatically (see :func:`auto_tile`), ``tile=0`` runs the
-    whole image in one pass. ``bf16`` enables bfloat16 autocast (``None`` means off for now).
+    whole image in one pass. ``bf16``: ``True``/``"bf16"`` bfloat16 autocast, ``False``/
+    ``"fp32"`` full precision, ``None``/``"auto"`` bf16 where the hardware runs it natively.
     The module is put in eval mode and channels-last memory format.
     """
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
@@ -209,7 +240,8 @@ def upscale_array(
     luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
     out = np.empty((h * s, w * s, c), dtype=np.uint8)
 
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bool(bf16)):
+    half = use_bf16(bf16, device)
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=half):
         for y0, y1, cy0, cy1 in _spans(hp, tile, ov, min_ctx):
             if y0 >= h:
                 continue
@@ -248,7 +280,7 @@ def upscale(
     *,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
-    bf16: bool | None = None,
+    bf16: bool | str | None = None,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or a uint8 array; returns the same kind.
 
@@ -411,7 +443,7 @@ def upscale_files(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     *,
     overlap: int = DEFAULT_OVERLAP,
-    bf16: bool | None = None,
+    bf16: bool | str | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> UpscaleSummary:
@@ -563,6 +595,13 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="average over 8 flips/rotations: slightly better, 8x slower",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic: auto = bf16 where the CPU runs it natively (about 3x faster, "
+        "within 0.01 dB), else fp32 (default: %(default)s)",
+    )
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
         "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch"
@@ -595,6 +634,7 @@ def upscale_command(args: argparse.Namespace) -> int:
             recursive=args.recursive,
             threads=args.threads,
             max_pixels=args.max_pixels or None,
+            bf16=args.precision,
             log=log,
         )
     except WeightsError as exc:
