@@ -208,7 +208,7 @@ def test_bf16_close_to_fp32_and_actually_used():
 @pytest.fixture
 def cli(monkeypatch):
     """Parse and run the upscale command with the stand-in in place of any named model."""
-    monkeypatch.setattr(up, "resolve_model", lambda model: standin())
+    monkeypatch.setattr(up, "resolve_model", lambda model, jpeg_quality=None: standin())
 
     def run(*argv: str) -> int:
         parser = argparse.ArgumentParser()
@@ -377,3 +377,31 @@ def test_cli_rejects_bad_numbers():
         with pytest.raises(SystemExit) as info:
             parser.parse_args(argv)
         assert info.value.code == 2
+
+
+def test_files_auto_model_sees_each_files_jpeg_quality(tmp_path, monkeypatch):
+    seen = []
+
+    def choose(quality):
+        seen.append(quality)
+        return "chosen"
+
+    monkeypatch.setattr(up, "choose_shipped", choose)
+    monkeypatch.setattr(up, "_load_cached", lambda name: standin())
+    for q in (30, 70):
+        Image.fromarray(_noise((16, 16, 3))).save(tmp_path / f"q{q}.jpg", quality=q)
+    summary = up.upscale_files([str(tmp_path / "q30.jpg"), str(tmp_path / "q70.jpg")],
+                               tmp_path / "out", model="auto")  # fmt: skip
+    assert summary.exit_code == 0
+    assert seen == [None, 30, 70]  # the up-front load check, then one choice per file
+
+
+def test_api_auto_reads_quality_of_pil_jpeg(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(up, "choose_shipped", lambda q: seen.append(q) or "chosen")
+    monkeypatch.setattr(up, "_load_cached", lambda name: standin())
+    Image.fromarray(_noise((8, 8, 3))).save(tmp_path / "a.jpg", quality=40)
+    with Image.open(tmp_path / "a.jpg") as im:
+        assert jpegsr.upscale(im).size == (32, 32)
+    jpegsr.upscale(_noise((8, 8, 3)))
+    assert seen == [40, None]

@@ -1,5 +1,7 @@
 """Weights files: safetensors round trip, metadata, name resolution and clear errors."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -31,3 +33,44 @@ def test_errors(tmp_path):
     save_weights(models.build("slwsr16", 4), "slwsr32", 4, path)  # wrong arch in metadata
     with pytest.raises(WeightsError, match="does not match"):
         load_model(path)
+
+
+# --------------------------------------------------------------------------- choosing by quality
+
+
+def test_choose_for_quality_prefers_nearest_then_specialist():
+    from jpegsr.weights_io import choose_for_quality
+
+    cands = {"q20": [20], "blind": [10, 15, 20, 30, 50, 90], "clean": []}
+    assert choose_for_quality(cands, 20) == "q20"  # tie at distance 0: the specialist
+    assert choose_for_quality(cands, 22) == "q20"
+    assert choose_for_quality(cands, 50) == "blind"
+    assert choose_for_quality(cands, 12) == "blind"
+    assert choose_for_quality(cands, None) == "blind"  # unknown quality: the widest range
+    with pytest.raises(WeightsError, match="no shipped model"):
+        choose_for_quality({"clean": []}, 20)
+
+
+def test_trained_qualities_from_metadata():
+    from jpegsr.weights_io import trained_qualities
+
+    assert trained_qualities({"qualities": "10,20", "input": "compressed"}) == [10, 20]
+    assert trained_qualities({"qualities": "20", "input": "clean"}) == []
+    assert trained_qualities({}) == []
+
+
+def test_auto_resolves_shipped_models_by_quality(tmp_path, monkeypatch):
+    import jpegsr.inference as inference
+    import jpegsr.weights_io as wio
+
+    for name, qs in (("spec", "20"), ("wide", "10,30,50,70,90")):
+        save_weights(models.build("slwsr16", 4), "slwsr16", 4, tmp_path / f"{name}.safetensors",
+                     {"qualities": qs, "input": "compressed"})  # fmt: skip
+    monkeypatch.setattr(wio, "SHIPPED_DIR", tmp_path)
+    inference._load_cached.cache_clear()
+    try:
+        assert Path(inference.resolve_model("auto", 20).source).stem == "spec"
+        assert Path(inference.resolve_model("auto", 60).source).stem == "wide"
+        assert Path(inference.resolve_model("auto", None).source).stem == "wide"
+    finally:
+        inference._load_cached.cache_clear()

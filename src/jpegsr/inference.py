@@ -45,7 +45,14 @@ from jpegsr.imageio import (
     save_image,
 )
 from jpegsr.models.registry import sr_output
-from jpegsr.weights_io import DEFAULT_MODEL, LoadedModel, WeightsError, load_model
+from jpegsr.weights_io import (
+    AUTO_MODEL,
+    DEFAULT_MODEL,
+    LoadedModel,
+    WeightsError,
+    choose_shipped,
+    load_model,
+)
 
 # Auto tiling bounds every forward pass to about this many LR pixels per side (256 x 256 LR
 # is 1024 x 1024 SR): peak memory then no longer grows with the image.
@@ -68,11 +75,26 @@ def _load_cached(name: str) -> LoadedModel:
     return load_model(name)
 
 
-def resolve_model(model: ModelArg = DEFAULT_MODEL) -> LoadedModel:
-    """A :class:`LoadedModel` from itself, a shipped model name or a weights path (cached)."""
+def resolve_model(model: ModelArg = DEFAULT_MODEL, jpeg_quality: int | None = None) -> LoadedModel:
+    """A :class:`LoadedModel` from itself, a shipped model name or a weights path (cached).
+
+    ``"auto"`` picks the shipped model trained nearest to ``jpeg_quality`` (the blind model
+    when the quality is unknown).
+    """
     if isinstance(model, LoadedModel):
         return model
-    return _load_cached(os.fspath(model))
+    name = os.fspath(model)
+    if name == AUTO_MODEL:
+        name = choose_shipped(jpeg_quality)
+    return _load_cached(name)
+
+
+def pil_jpeg_quality(image: Image.Image) -> int | None:
+    """A PIL JPEG's quality, estimated from its luminance quantisation table (else None)."""
+    from jpegsr.degrade import estimate_jpeg_quality
+
+    tables = getattr(image, "quantization", None)
+    return estimate_jpeg_quality(tables[0]) if tables and 0 in tables else None
 
 
 class SelfEnsemble(torch.nn.Module):
@@ -276,7 +298,7 @@ def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
 def upscale(
     image: Image.Image | np.ndarray,
-    model: ModelArg = DEFAULT_MODEL,
+    model: ModelArg = AUTO_MODEL,
     *,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
@@ -289,9 +311,11 @@ def upscale(
     transparency) gives ``RGBA``; an ICC profile is carried in ``info``. EXIF orientation is not
     applied (that is a file property; :func:`jpegsr.imageio.load_image` handles it). A numpy
     array (H x W, or H x W x C with C in 1, 3, 4; uint8) gives an array of the same dtype, ndim
-    and channels. ``model`` is a shipped name, a weights path or a :class:`LoadedModel`.
+    and channels. ``model`` is a shipped name, a weights path or a :class:`LoadedModel`;
+    ``"auto"`` picks by the JPEG quality of a PIL JPEG (arrays: the blind model).
     """
-    loaded = resolve_model(model)
+    quality = pil_jpeg_quality(image) if isinstance(image, Image.Image) else None
+    loaded = resolve_model(model, quality)
     s = loaded.descriptor.scale
     if isinstance(image, Image.Image):
         pixels, alpha, _ = image_to_arrays(image)
@@ -433,7 +457,7 @@ def _prepare_outdir(outdir: Path) -> None:
 def upscale_files(
     inputs: Sequence[str | os.PathLike[str]],
     outdir: str | os.PathLike[str],
-    model: ModelArg = DEFAULT_MODEL,
+    model: ModelArg = AUTO_MODEL,
     tile: int | None = None,
     fmt: str = "png",
     suffix: str = "",
@@ -444,6 +468,7 @@ def upscale_files(
     *,
     overlap: int = DEFAULT_OVERLAP,
     bf16: bool | str | None = None,
+    self_ensemble: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> UpscaleSummary:
@@ -453,7 +478,8 @@ def upscale_files(
     :class:`~jpegsr.weights_io.WeightsError` when the model cannot be loaded; every other
     problem is recorded per file in the summary and, when given, passed to ``log`` as one line
     ``jpegsr: <file>: <reason>``. ``threads`` sets torch's thread count for the duration.
-    ``progress=None`` shows the bar only on a terminal.
+    ``progress=None`` shows the bar only on a terminal. ``model="auto"`` picks a shipped
+    model per file from the JPEG quality in its quantisation tables.
     """
     fmt = fmt.lower()
     if fmt not in SAVE_FORMATS:
@@ -474,7 +500,11 @@ def upscale_files(
     if not files:
         return summary
 
-    loaded = resolve_model(model)
+    def model_for(jpeg_quality: int | None) -> LoadedModel:
+        loaded = resolve_model(model, jpeg_quality)
+        return with_self_ensemble(loaded) if self_ensemble else loaded
+
+    model_for(None)  # a model that cannot be loaded fails before any output is written
     _prepare_outdir(out_dir)
     protect = [p.resolve() for p in files]
     protected = set(protect)
@@ -504,6 +534,7 @@ def upscale_files(
                 continue
             try:
                 image = load_image(src, max_pixels)
+                loaded = model_for(image.jpeg_quality)
                 for note in [*image.warnings, *quality_mismatch(loaded, image.jpeg_quality)]:
                     report(summary.warnings, name, note, prefix="warning: ")
                 pixels = upscale_array(loaded, image.pixels, tile, overlap, bf16)
@@ -569,8 +600,9 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help="shipped model name or .safetensors path (default: %(default)s)",
+        default=AUTO_MODEL,
+        help="shipped model name or .safetensors path; auto picks a shipped model per file "
+        "from its JPEG quality (default: %(default)s)",
     )
     parser.add_argument(
         "--tile",
@@ -622,11 +654,11 @@ def upscale_command(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stderr)
 
     try:
-        model = resolve_model(args.model)
         summary = upscale_files(
             args.inputs,
             args.outdir,
-            model=with_self_ensemble(model) if args.self_ensemble else model,
+            model=args.model,
+            self_ensemble=args.self_ensemble,
             tile=args.tile,
             fmt=args.fmt,
             suffix=args.suffix,

@@ -18,6 +18,7 @@ from jpegsr import models
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "default"
+AUTO_MODEL = "auto"  # pick a shipped model per input from its JPEG quality
 FORMAT_VERSION = "1"
 
 
@@ -50,6 +51,38 @@ def save_weights(
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.safetensors"))
+
+
+def trained_qualities(metadata: dict[str, str]) -> list[int]:
+    """The JPEG qualities a model was trained on (empty: clean input or unknown)."""
+    if metadata.get("input", "compressed") != "compressed":
+        return []
+    return [int(q) for q in metadata.get("qualities", "").split(",") if q.strip()]
+
+
+def choose_for_quality(candidates: dict[str, list[int]], jpeg_quality: int | None) -> str:
+    """The candidate trained nearest to ``jpeg_quality``; ties go to the narrower specialist.
+
+    ``candidates`` maps a model name to its training qualities. Without a known quality (a PNG,
+    a numpy array) the model trained on the widest range of qualities is the safe choice.
+    """
+    usable = {name: qs for name, qs in candidates.items() if qs}
+    if not usable:
+        raise WeightsError("no shipped model records the JPEG qualities it was trained on")
+    if jpeg_quality is None:
+        return min(usable, key=lambda n: (-(max(usable[n]) - min(usable[n])), -len(usable[n]), n))
+    return min(
+        usable,
+        key=lambda n: (min(abs(jpeg_quality - q) for q in usable[n]), len(usable[n]), n),
+    )
+
+
+def choose_shipped(jpeg_quality: int | None) -> str:
+    """The shipped model for an input of this JPEG quality (see :func:`choose_for_quality`)."""
+    candidates = {
+        p.stem: trained_qualities(_metadata(p)) for p in sorted(SHIPPED_DIR.glob("*.safetensors"))
+    }
+    return choose_for_quality(candidates, jpeg_quality)
 
 
 def resolve(name_or_path: str | Path) -> Path:

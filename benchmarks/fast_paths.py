@@ -1,0 +1,102 @@
+"""Candidate fast paths for the default model, timed on one 256x256 LR tile (what auto tiling
+feeds the network), with the per-operator profile that explains the gap to matmul speed.
+
+    python benchmarks/fast_paths.py     # writes benchmarks/fast_paths.{json,md}; machine idle
+
+Each variant's max abs difference to the fp32 eager output is recorded (in [0, 1] units).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from speed import timed
+
+import jpegsr
+from jpegsr.benchmark import cpu_model
+from jpegsr.models.registry import sr_output
+
+OUT = Path(__file__).resolve().parent
+
+
+def variants(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+    xb = x.to(torch.bfloat16)
+    bf16_weights = copy.deepcopy(model).to(torch.bfloat16)
+
+    def autocast_bf16() -> torch.Tensor:
+        with torch.autocast("cpu", torch.bfloat16):
+            return sr_output(model(x))
+
+    traced = torch.jit.optimize_for_inference(
+        torch.jit.freeze(torch.jit.trace(bf16_weights, xb, check_trace=False))
+    )
+    return {
+        "eager fp32": lambda: sr_output(model(x)),
+        "eager bf16 autocast (shipped path)": autocast_bf16,
+        "eager bf16 weights": lambda: sr_output(bf16_weights(xb)),
+        "TorchScript frozen, bf16 weights": lambda: sr_output(traced(xb)),
+    }
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    model = jpegsr.load_model("default").module.eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
+    rows = []
+    with torch.inference_mode():
+        ref = sr_output(model(x)).float()
+        for name, fn in variants(model, x).items():
+            seconds = timed(fn, 5)
+            diff = (fn().float() - ref).abs().max().item()
+            rows.append({"variant": name, "seconds": seconds, "max_abs_diff": diff})
+        compiled = torch.compile(copy.deepcopy(model).to(torch.bfloat16))
+        xb = x.to(torch.bfloat16)
+        t0 = time.perf_counter()
+        out = sr_output(compiled(xb)).float()
+        compile_s = time.perf_counter() - t0
+        rows.append({"variant": "torch.compile (inductor), bf16 weights",
+                     "seconds": timed(lambda: compiled(xb), 5),
+                     "max_abs_diff": (out - ref).abs().max().item(),
+                     "first_call_seconds": compile_s})  # fmt: skip
+        with torch.autocast("cpu", torch.bfloat16), torch.profiler.profile() as prof:
+            for _ in range(3):
+                model(x)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    profile = [{"op": e.key, "share": e.self_cpu_time_total / total} for e in ops[:6]]
+    res = {"machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
+                       "torch": torch.__version__, "python": platform.python_version()},
+           "input": "1x3x256x256 (one auto tile)", "variants": rows,
+           "bf16_autocast_profile": profile,
+           "command": "python benchmarks/fast_paths.py"}  # fmt: skip
+    (OUT / "fast_paths.json").write_text(json.dumps(res, indent=2) + "\n")
+    lines = [
+        "# Fast-path candidates (one 256x256 LR tile, default model)",
+        "",
+        f"{res['machine']['cpu']}, {res['machine']['threads']} threads, torch "
+        f"{res['machine']['torch']}. Command: `{res['command']}`.",
+        "",
+        "| variant | s per tile | max abs diff vs fp32 |",
+        "|---|---|---|",
+        *[f"| {r['variant']} | {r['seconds']:.3f} | {r['max_abs_diff']:.4f} |" for r in rows],
+        "",
+        f"torch.compile's first call (compilation) took {compile_s:.1f} s.",
+        "",
+        "Where the bf16 autocast forward spends its time (share of operator self time):",
+        "",
+        "| operator | share |",
+        "|---|---|",
+        *[f"| {p['op']} | {p['share']:.0%} |" for p in profile],
+    ]
+    (OUT / "fast_paths.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
