@@ -145,6 +145,14 @@ def main() -> None:
         f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
         + (" --from-checkpoint" if args.from_checkpoint else "")
         + "`.",
+        *(
+            [
+                f"- **Fine-tuned from**: `{config['init_from']}` (its own training time is in its "
+                "card; `results/quality.md` sums the shipped models' training)."
+            ]
+            if config.get("init_from")
+            else []
+        ),
         *([f"- **Note**: {args.note}"] if args.note else []),
         "- **Validation** (Y-PSNR on the held-out training images, q="
         f"{d['val_quality']}): " + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from jpegsr import degrade, metrics, models
@@ -126,3 +127,24 @@ def test_set5_bicubic_q20_golden(capsys):
     )
     assert code == 0
     assert "| bicubic | 25.29/0.67" in out
+
+
+def test_auto_method_uses_the_model_upscale_would_pick(tmp_path, capsys, monkeypatch):
+    import jpegsr.weights_io as wio
+
+    root = tmp_path / "bench"
+    _set(root, n=1)
+    shipped = tmp_path / "shipped"
+    for name, qs, seed in (("spec", "20", 0), ("wide", "10,30,50,70,90", 1)):
+        torch.manual_seed(seed)
+        save_weights(models.build("slwsr16", 4), "slwsr16", 4, shipped / f"{name}.safetensors",
+                     {"qualities": qs, "input": "compressed"})  # fmt: skip
+    monkeypatch.setattr(wio, "SHIPPED_DIR", shipped)
+    argv = ["--sets", "Tiny", "--data-root", str(root), "--quality", "60"]
+    psnr = {}
+    for method in ("auto", "wide", str(shipped / "spec.safetensors")):
+        js = tmp_path / "r.json"
+        code, _, _ = _run(capsys, "--method", method, *argv, "--json", str(js))
+        assert code == 0
+        psnr[method] = json.loads(js.read_text())["sets"]["Tiny"]["psnr"]
+    assert psnr["auto"] == psnr["wide"] != psnr[str(shipped / "spec.safetensors")]

@@ -3,7 +3,8 @@
 For each HR image of a set: crop to a multiple of the scale, degrade (MATLAB bicubic down,
 Pillow JPEG at ``quality``), run the method on the compressed LR, round to uint8, measure
 Y-PSNR/SSIM with ``scale`` border pixels cropped. A method is ``bicubic``, a shipped model
-name or a weights file, optionally prefixed ``denoise+`` (the "(M)" rows: the compressed
+name, ``auto`` (the shipped model ``jpegsr upscale`` picks for that quality) or a weights
+file, optionally prefixed ``denoise+`` (the "(M)" rows: the compressed
 input is first pre-denoised by :func:`jpegsr.degrade.denoise`).
 """
 
@@ -64,9 +65,11 @@ def make_method(
 
     else:
         from jpegsr.inference import upscale_array, with_self_ensemble
-        from jpegsr.weights_io import load_model
+        from jpegsr.weights_io import AUTO_MODEL, choose_shipped, load_model
 
-        loaded = load_model(base)
+        # "auto": what `jpegsr upscale` picks for a file of this quality (Pillow-written JPEGs
+        # have exactly the quality their tables imply, so no estimate is needed here)
+        loaded = load_model(choose_shipped(quality) if base == AUTO_MODEL else base)
         if self_ensemble:
             loaded = with_self_ensemble(loaded)
         if loaded.descriptor.scale != scale:
@@ -145,7 +148,8 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         required=True,
-        help="bicubic, a shipped model name or a .safetensors file; prefix 'denoise+' to "
+        help="bicubic, a shipped model name, auto (what upscale picks for --quality) or a "
+        ".safetensors file; prefix 'denoise+' to "
         "pre-denoise the compressed input (the paper's (M) rows)",
     )
     p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")

@@ -1,0 +1,111 @@
+"""Assemble results/quality.md/.json (issue #5): the shipped models at JPEG q = 10, 20, 30, 50
+on the four sets, bicubic and the paper beside them, the targets checked, training time summed.
+
+    python scripts/make_quality_table.py      (after bash scripts/quality.sh)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+
+from jpegsr.weights_io import SHIPPED_DIR, choose_shipped, shipped_models
+
+SETS = ["Set5", "Set14", "BSD100", "Urban100"]
+QUALITIES = [10, 20, 30, 50]
+# The paper's two-stage model (Table 1, x4, q=20), from ../shared/paper/README.md.
+PAPER_Q20 = {"Set5": (26.37, 0.7525), "Set14": (24.61, 0.6286), "BSD100": (24.64, 0.5882),
+             "Urban100": (22.55, 0.6208)}  # fmt: skip
+TRAINING_BUDGET_H = 6.0
+RESULTS = Path("results")
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text())["sets"] if path.exists() else None
+
+
+def metadata(name: str) -> dict[str, str]:
+    with safe_open(str(SHIPPED_DIR / f"{name}.safetensors"), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def cell(r: dict | None, s: str) -> str:
+    return f"{r[s]['psnr']:.2f}/{r[s]['ssim']:.4f}" if r and s in r else "-"
+
+
+def main() -> None:
+    names = shipped_models()
+    lines = [
+        "# Quality: shipped models at every JPEG quality (x4, Y-PSNR/SSIM, border 4)",
+        "",
+        "Made by `bash scripts/quality.sh` (one `jpegsr benchmark --method NAME --sets "
+        "Set5,Set14,BSD100,Urban100 --scale 4 --quality Q` per cell row, fp32), then "
+        "`python scripts/make_quality_table.py`. `auto` is the model `jpegsr upscale` picks "
+        "for a file of that quality (nearest training quality, specialist on ties).",
+    ]
+    table: dict[str, dict] = {}
+    for q in QUALITIES:
+        base = load(RESULTS / f"baselines/bicubic_q{q}.json")
+        rows = {"bicubic": base}
+        if q == 20:
+            rows["paper two-stage (Table 1)"] = {
+                s: {"psnr": p, "ssim": v} for s, (p, v) in PAPER_Q20.items()
+            }
+        for n in names:
+            rows[n] = load(RESULTS / f"models/{n}_q{q}.json")
+        pick = choose_shipped(q)
+        lines += ["", f"## JPEG quality {q}", "", "| method | " + " | ".join(SETS) + " |",
+                  "|---|" + "---|" * len(SETS)]  # fmt: skip
+        for label, r in rows.items():
+            lines.append(f"| {label} | " + " | ".join(cell(r, s) for s in SETS) + " |")
+        auto = rows[pick]
+        if auto and base:
+            gains = [f"{auto[s]['psnr'] - base[s]['psnr']:+.2f}" for s in SETS]
+            lines.append(f"| auto (= {pick}): gain over bicubic, dB | " + " | ".join(gains) + " |")
+        table[str(q)] = {"rows": rows, "auto": pick}
+
+    lines += ["", "## Targets (issue #5)", "", "| target | result | met |", "|---|---|---|"]
+    targets = []
+    spec = table["20"]["rows"].get("default")
+    if spec:
+        short = [s for s in SETS for k in ("psnr", "ssim")
+                 if spec[s][k] < PAPER_Q20[s][0 if k == "psnr" else 1]]  # fmt: skip
+        gaps = ", ".join(f"{s} {spec[s]['psnr'] - PAPER_Q20[s][0]:+.2f} dB" for s in SETS)
+        targets.append(("default at q=20 >= paper on every set, PSNR and SSIM", gaps, not short))
+    blind = "blind" if "blind" in names else None
+    if blind:
+        gains = []
+        for q in QUALITIES:
+            r, b = table[str(q)]["rows"].get(blind), table[str(q)]["rows"]["bicubic"]
+            gains.append((q, r["Set5"]["psnr"] - b["Set5"]["psnr"] if r and b else None))
+        ok = all(g is not None and g >= 1.0 for _, g in gains)
+        text = ", ".join(f"q{q} {g:+.2f}" if g is not None else f"q{q} -" for q, g in gains)
+        targets.append(("blind gains >= +1.0 dB over bicubic on Set5 at q 10/20/30/50", text, ok))
+        rb, rs = table["20"]["rows"].get(blind), spec
+        if rb and rs:
+            d = {s: rb[s]["psnr"] - rs[s]["psnr"] for s in SETS}
+            text = ", ".join(f"{s} {v:+.2f}" for s, v in d.items())
+            targets.append(("blind within 0.1 dB of the q=20 specialist at q=20 (every set)",
+                            text, all(v >= -0.1 for v in d.values())))  # fmt: skip
+    hours = {n: int(metadata(n).get("wall_seconds", 0)) / 3600 for n in names}
+    total = sum(hours.values())
+    parts = " + ".join(f"{n} {h:.2f} h" for n, h in hours.items())
+    targets.append((f"all shipped training <= {TRAINING_BUDGET_H:.0f} h of this CPU",
+                    f"{parts} = {total:.2f} h", total <= TRAINING_BUDGET_H))  # fmt: skip
+    for label, result, ok in targets:
+        lines.append(f"| {label} | {result} | {'yes' if ok else '**no**'} |")
+    lines.append("")
+    (RESULTS / "quality.md").write_text("\n".join(lines))
+    out = {
+        "qualities": table,
+        "training_hours": hours,
+        "targets": [{"target": t, "result": r, "met": ok} for t, r, ok in targets],
+    }
+    (RESULTS / "quality.json").write_text(json.dumps(out, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
