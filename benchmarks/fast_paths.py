@@ -44,6 +44,23 @@ def variants(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], 
     }
 
 
+def single_conv_gflops() -> list[dict[str, object]]:
+    """The body's typical layer alone (3x3, 32 -> 32, one 256x256 tile) and the same-shape GEMM
+    (65536 x 288 by 288 x 32): the ceiling for a 32-channel network, before any other op."""
+    x = torch.randn(1, 32, 256, 256).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    flop = 2 * 32 * 9 * 32 * 256 * 256
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(65536, 288, dtype=dtype), torch.randn(288, 32, dtype=dtype)
+        with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
+            conv_s = timed(lambda: conv(x), 5)
+        rows.append({"dtype": str(dtype).removeprefix("torch."),
+                     "conv3x3_32_gflops": flop / conv_s / 1e9,
+                     "same_shape_gemm_gflops": flop / timed(lambda: a @ b, 5) / 1e9})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     torch.manual_seed(0)
     model = jpegsr.load_model("default").module.eval().to(memory_format=torch.channels_last)
@@ -67,13 +84,14 @@ def main() -> None:
         with torch.autocast("cpu", torch.bfloat16), torch.profiler.profile() as prof:
             for _ in range(3):
                 model(x)
+        layer = single_conv_gflops()
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in ops)
     profile = [{"op": e.key, "share": e.self_cpu_time_total / total} for e in ops[:6]]
     res = {"machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__, "python": platform.python_version()},
            "input": "1x3x256x256 (one auto tile)", "variants": rows,
-           "bf16_autocast_profile": profile,
+           "bf16_autocast_profile": profile, "single_layer": layer,
            "command": "python benchmarks/fast_paths.py"}  # fmt: skip
     (OUT / "fast_paths.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [
@@ -93,6 +111,16 @@ def main() -> None:
         "| operator | share |",
         "|---|---|",
         *[f"| {p['op']} | {p['share']:.0%} |" for p in profile],
+        "",
+        "One body layer alone (3x3 conv, 32 -> 32 channels, 256x256) and the GEMM of the same",
+        "shape (65536x288 by 288x32), GFLOP/s:",
+        "",
+        "| precision | conv alone | same-shape GEMM |",
+        "|---|---|---|",
+        *[
+            f"| {r['dtype']} | {r['conv3x3_32_gflops']:.0f} | {r['same_shape_gemm_gflops']:.0f} |"
+            for r in layer
+        ],
     ]
     (OUT / "fast_paths.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
