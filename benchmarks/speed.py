@@ -1,4 +1,5 @@
-"""Speed and memory of jpegsr on this machine, against its peers: benchmarks/results.{json,md}.
+"""Speed and memory of jpegsr on this machine, against its peers: benchmarks/results.json and
+the tables in benchmarks/README.md (both written by this script).
 
     python benchmarks/speed.py            # everything (about 5 minutes; keep the machine idle)
     python benchmarks/speed.py --quick    # a smoke run with fewer repeats, no peak-RSS child
@@ -148,10 +149,33 @@ def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return methods
 
 
+def precision_delta() -> float:
+    """Max |Y-PSNR bf16 - fp32| of the default model over the four sets (committed results)."""
+    root = OUT.parent / "results"
+    fp32 = json.loads((root / "models/default_q20.json").read_text())["sets"]
+    bf16 = json.loads((root / "precision/default_q20_bf16.json").read_text())["sets"]
+    return max(abs(fp32[s]["psnr"] - bf16[s]["psnr"]) for s in fp32)
+
+
 def markdown(res: dict) -> str:
     a, d, m = res["a_upscale_480x320"], res["d_gflops"], res["machine"]
     rows = [
-        "# Speed results",
+        "# Speed and memory benchmarks",
+        "",
+        "Everything below is written by one command (keep the machine otherwise idle; about",
+        '5 minutes; the Real-ESRGAN peer needs `pip install -e ".[bench]"`):',
+        "",
+        "```bash",
+        "python benchmarks/speed.py        # -> benchmarks/results.json and this README",
+        "python benchmarks/fast_paths.py   # -> benchmarks/fast_paths.{json,md}",
+        "```",
+        "",
+        "[`fast_paths.md`](fast_paths.md) times the fast-path candidates on one tile and shows",
+        "where the time goes. Precision: `jpegsr upscale` uses bf16 autocast where the CPU runs",
+        "it natively (`--precision auto`, the default) and fp32 elsewhere; on the four benchmark",
+        f"sets the bf16 path changes Y-PSNR by at most {precision_delta():.4f} dB",
+        "([`results/precision/default_q20_bf16.json`](../results/precision/default_q20_bf16.json)"
+        " vs [`results/models/default_q20.json`](../results/models/default_q20.json)).",
         "",
         f"Machine: {m['cpu']}, {m['cores']} torch threads, torch {m['torch']}, "
         f"Python {m['python']}. Command: `{res['command']}`. Default precision here: "
@@ -245,7 +269,7 @@ def main() -> None:
     res["command"] = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
     name = "results_quick" if args.quick else "results"
     (OUT / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (OUT / f"{name}.md").write_text(markdown(res))
+    (OUT / ("results_quick.md" if args.quick else "README.md")).write_text(markdown(res))
     print(markdown(res))
 
 
