@@ -142,8 +142,8 @@ def quality_mismatch(loaded: LoadedModel, jpeg_quality: int | None) -> list[str]
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether bfloat16 convolutions run natively here (AVX-512 BF16/AMX on CPU, or a GPU).
 
-    Then bf16 autocast is about 3x faster than fp32 on CPU and changes Y-PSNR by at most a
-    few thousandths of a dB (results/models/default_q20_bf16.json), so ``auto`` uses it.
+    Then bf16 autocast is much faster than fp32 and leaves Y-PSNR practically unchanged
+    (benchmarks/README.md, results/precision/), so ``auto`` uses it.
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -631,8 +631,8 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="arithmetic: auto = bf16 where the CPU runs it natively (about 3x faster, "
-        "within 0.01 dB), else fp32 (default: %(default)s)",
+        help="arithmetic: auto = bf16 where the CPU runs it natively (faster, same quality: "
+        "see benchmarks/README.md), else fp32 (default: %(default)s)",
     )
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
