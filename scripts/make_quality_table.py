@@ -35,6 +35,35 @@ def cell(r: dict | None, s: str) -> str:
     return f"{r[s]['psnr']:.2f}/{r[s]['ssim']:.4f}" if r and s in r else "-"
 
 
+README = Path("README.md")
+BEGIN, END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
+
+
+def readme_table(table: dict[str, dict]) -> list[str]:
+    """The README's summary: bicubic vs what `jpegsr upscale` picks, per quality."""
+    lines = ["| JPEG q | method | " + " | ".join(SETS) + " |", "|---|---|" + "---|" * len(SETS)]
+    for q in QUALITIES:
+        t = table[str(q)]
+        picks = [("bicubic", "bicubic")]
+        if q == 20:
+            picks.append(("paper two-stage", "paper two-stage (Table 1)"))
+        picks.append((f"jpegsr (`{t['auto']}`)", t["auto"]))
+        for label, key in picks:
+            r = t["rows"].get(key)
+            lines.append(f"| {q} | {label} | " + " | ".join(cell(r, s) for s in SETS) + " |")
+    return lines
+
+
+def update_readme(lines: list[str]) -> None:
+    """Replace the README's generated quality table (between the markers), if present."""
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        return
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
+
+
 def main() -> None:
     names = shipped_models()
     lines = [
@@ -104,6 +133,7 @@ def main() -> None:
         "targets": [{"target": t, "result": r, "met": ok} for t, r, ok in targets],
     }
     (RESULTS / "quality.json").write_text(json.dumps(out, indent=2) + "\n")
+    update_readme(readme_table(table))
     print("\n".join(lines))
 
 
