@@ -39,3 +39,16 @@ def test_default_model_beats_bicubic_on_set5_images():
         bic = degrade.imresize(lq, size=hr.shape[:2])
         gains.append(metrics.psnr(sr, hr, border=4) - metrics.psnr(bic, hr, border=4))
     assert np.mean(gains) > 0.3
+
+
+@pytest.mark.parametrize("precision,tolerance", [("fp32", 1), ("bf16", 2)])
+def test_shipped_model_tiled_equals_untiled(precision, tolerance):
+    from jpegsr.imageio import load_image
+    from jpegsr.inference import upscale_array
+
+    loaded = jpegsr.load_model("default")
+    pixels = load_image(REPO / "examples" / "chelsea_q15.jpg").pixels
+    whole = upscale_array(loaded, pixels, tile=0, bf16=precision).astype(int)
+    tiled = upscale_array(loaded, pixels, tile=64, bf16=precision).astype(int)
+    assert whole.shape == (600, 900, 3)
+    assert np.abs(whole - tiled).max() <= tolerance
