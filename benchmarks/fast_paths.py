@@ -3,7 +3,8 @@ feeds the network), with the per-operator profile that explains the gap to matmu
 
     python benchmarks/fast_paths.py     # writes benchmarks/fast_paths.{json,md}; machine idle
 
-Each variant's max abs difference to the fp32 eager output is recorded (in [0, 1] units).
+onnxruntime is optional (``pip install -e ".[bench]"``). Each variant's max abs difference
+to the fp32 eager output is recorded (in [0, 1] units).
 """
 
 from __future__ import annotations
@@ -36,12 +37,41 @@ def variants(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], 
     traced = torch.jit.optimize_for_inference(
         torch.jit.freeze(torch.jit.trace(bf16_weights, xb, check_trace=False))
     )
-    return {
+    found = {
         "eager fp32": lambda: sr_output(model(x)),
         "eager bf16 autocast (shipped path)": autocast_bf16,
         "eager bf16 weights": lambda: sr_output(bf16_weights(xb)),
         "TorchScript frozen, bf16 weights": lambda: sr_output(traced(xb)),
     }
+    try:
+        found["onnxruntime fp32 (CPU provider)"] = onnxruntime_variant(model, x)
+    except ImportError:
+        print("onnxruntime not installed: that variant is skipped")
+    return found
+
+
+def onnxruntime_variant(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The model exported to ONNX (fp32) and run by onnxruntime's CPU provider, same threads."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    class SROnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, lq: torch.Tensor) -> torch.Tensor:
+            return sr_output(self.inner(lq))
+
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    torch.onnx.export(SROnly(model), (x.contiguous(),), str(path), input_names=["lq"],
+                      output_names=["sr"], dynamo=False)  # fmt: skip
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {"lq": x.contiguous().numpy()}
+    return lambda: torch.from_numpy(session.run(None, feed)[0])
 
 
 def single_conv_gflops() -> list[dict[str, object]]:
