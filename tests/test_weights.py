@@ -74,3 +74,33 @@ def test_auto_resolves_shipped_models_by_quality(tmp_path, monkeypatch):
         assert Path(inference.resolve_model("auto", None).source).stem == "wide"
     finally:
         inference._load_cached.cache_clear()
+
+
+def test_selection_table_decides_by_nearest_listed_quality():
+    from jpegsr.weights_io import choose_from_table
+
+    table = {"by_quality": {"10": "spec", "30": "wide", "50": "gone"}, "unknown": "wide"}
+    available = ["spec", "wide"]
+    assert choose_from_table(table, available, 12) == "spec"
+    assert choose_from_table(table, available, 20) == "spec"  # equidistant: the lower quality
+    assert choose_from_table(table, available, 25) == "wide"
+    assert choose_from_table(table, available, 60) == "wide"  # "gone" is not shipped
+    assert choose_from_table(table, available, None) == "wide"
+    assert choose_from_table({"by_quality": {"10": "gone"}}, available, 10) is None
+    assert choose_from_table({}, available, None) is None
+
+
+def test_auto_follows_the_selection_table(tmp_path, monkeypatch):
+    import jpegsr.weights_io as wio
+
+    for name, qs in (("spec", "20"), ("wide", "10,30,50,70,90")):
+        save_weights(models.build("slwsr16", 4), "slwsr16", 4, tmp_path / f"{name}.safetensors",
+                     {"qualities": qs, "input": "compressed"})  # fmt: skip
+    monkeypatch.setattr(wio, "SHIPPED_DIR", tmp_path)
+    assert wio.choose_shipped(10) == "wide"  # metadata rule: nearest training quality
+    (tmp_path / "auto.json").write_text('{"by_quality": {"10": "spec", "90": "wide"}}')
+    assert wio.choose_shipped(10) == "spec"  # the table overrides
+    assert wio.choose_shipped(None) == "wide"  # no "unknown" entry: the metadata rule
+    (tmp_path / "auto.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="cannot read"):
+        wio.choose_shipped(10)

@@ -7,6 +7,7 @@ and are addressed by their stem (``jpegsr.load_model("default")``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,39 @@ def choose_for_quality(candidates: dict[str, list[int]], jpeg_quality: int | Non
     )
 
 
+def choose_from_table(table: dict, available: list[str], jpeg_quality: int | None) -> str | None:
+    """The model a selection table (``weights/auto.json``) names for the nearest quality.
+
+    None when the table names no available model for it (then the metadata rule applies).
+    """
+    if jpeg_quality is None:
+        name = table.get("unknown")
+    else:
+        entries = {int(q): n for q, n in table.get("by_quality", {}).items() if n in available}
+        if not entries:
+            return None
+        name = entries[min(entries, key=lambda q: (abs(q - jpeg_quality), q))]
+    return name if name in available else None
+
+
 def choose_shipped(jpeg_quality: int | None) -> str:
-    """The shipped model for an input of this JPEG quality (see :func:`choose_for_quality`)."""
+    """The shipped model for an input of this JPEG quality.
+
+    ``weights/auto.json`` (made by ``scripts/select_auto_models.py`` from validation PSNR on
+    held-out training images) decides when present; otherwise :func:`choose_for_quality`.
+    """
+    available = shipped_models()
+    table_path = SHIPPED_DIR / "auto.json"
+    if table_path.is_file():
+        try:
+            table = json.loads(table_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"cannot read {table_path}: {exc}") from None
+        name = choose_from_table(table, available, jpeg_quality)
+        if name is not None:
+            return name
     candidates = {
-        p.stem: trained_qualities(_metadata(p)) for p in sorted(SHIPPED_DIR.glob("*.safetensors"))
+        n: trained_qualities(_metadata(SHIPPED_DIR / f"{n}.safetensors")) for n in available
     }
     return choose_for_quality(candidates, jpeg_quality)
 
