@@ -96,15 +96,23 @@ def test_image() -> np.ndarray:
     return degrade.jpeg_roundtrip(np.ascontiguousarray(src), 20)
 
 
+PEAK_RSS_CODE = """
+import re, resource, numpy as np, jpegsr
+from pathlib import Path
+from jpegsr.inference import upscale_array
+x = np.random.default_rng(0).integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)
+upscale_array(jpegsr.load_model("default"), x)
+status = Path("/proc/self/status")
+if status.exists():  # VmHWM: this process's own peak (ru_maxrss can include the forking parent)
+    print(re.search(r"VmHWM:\\s+(\\d+) kB", status.read_text()).group(1))
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
 def peak_rss_child(h: int, w: int) -> float:
     """Peak RSS (MiB) of a fresh process that upscales an h x w image at default settings."""
-    code = (
-        "import numpy as np, resource, jpegsr;"
-        "from jpegsr.inference import upscale_array;"
-        f"x=np.random.default_rng(0).integers(0,256,({h},{w},3),dtype=np.uint8);"
-        "upscale_array(jpegsr.load_model('default'), x);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
+    code = PEAK_RSS_CODE.format(h=h, w=w)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
