@@ -52,3 +52,35 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
     tiled = upscale_array(loaded, pixels, tile=64, bf16=precision).astype(int)
     assert whole.shape == (600, 900, 3)
     assert np.abs(whole - tiled).max() <= tolerance
+
+
+def test_blind_model_is_shipped_with_a_card():
+    loaded = jpegsr.load_model("blind")
+    assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
+    assert Path(loaded.source).with_suffix(".md").is_file()
+    qualities = [int(q) for q in loaded.metadata["qualities"].split(",")]
+    assert min(qualities) <= 10 and max(qualities) >= 90
+
+
+def test_auto_selection_table_names_shipped_models():
+    import json
+
+    from jpegsr.weights_io import SHIPPED_DIR, choose_shipped, shipped_models
+
+    table = json.loads((SHIPPED_DIR / "auto.json").read_text())
+    assert set(table["by_quality"].values()) | {table["unknown"]} <= set(shipped_models())
+    for q, name in table["by_quality"].items():
+        assert choose_shipped(int(q)) == name
+    assert choose_shipped(None) == table["unknown"]
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/datasets")
+def test_blind_model_beats_bicubic_at_quality_50():
+    loaded = jpegsr.load_model("blind")
+    gains = []
+    for path in list_images(SET5)[:3]:
+        lq, _, hr = degrade.degrade(read_rgb(path), 4, 50)
+        sr = jpegsr.upscale(lq, model=loaded)
+        bic = degrade.imresize(lq, size=hr.shape[:2])
+        gains.append(metrics.psnr(sr, hr, border=4) - metrics.psnr(bic, hr, border=4))
+    assert np.mean(gains) > 0.5
