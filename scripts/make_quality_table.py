@@ -2,6 +2,9 @@
 on the four sets, bicubic and the paper beside them, the targets checked, training time summed.
 
     python scripts/make_quality_table.py      (after bash scripts/quality.sh)
+
+Self-ensemble rows come from results/self_ensemble/*.json (``jpegsr benchmark ...
+--self-ensemble --json results/self_ensemble/NAME.json``).
 """
 
 from __future__ import annotations
@@ -97,6 +100,16 @@ def main() -> None:
             lines.append(f"| auto (= {pick}): gain over bicubic, dB | " + " | ".join(gains) + " |")
         table[str(q)] = {"rows": rows, "auto": pick}
 
+    ensembles = sorted((RESULTS / "self_ensemble").glob("*.json"))
+    if ensembles:
+        lines += ["", "## With the x8 self-ensemble (`--self-ensemble`, 8x the compute)", "",
+                  "| method | JPEG q | precision | " + " | ".join(SETS) + " | command |",
+                  "|---|---|---|" + "---|" * len(SETS) + "---|"]  # fmt: skip
+        for path in ensembles:
+            r = json.loads(path.read_text())
+            cells = " | ".join(cell(r["sets"], s) for s in SETS)
+            lines.append(f"| {r['method']} x8 | {r['quality']} | {r.get('precision', 'fp32')} | "
+                         f"{cells} | `{r['command']}` |")  # fmt: skip
     lines += ["", "## Targets (issue #5)", "", "| target | result | met |", "|---|---|---|"]
     targets = []
     spec = table["20"]["rows"].get("default")
