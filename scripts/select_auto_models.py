@@ -34,10 +34,11 @@ def main() -> None:
     paths = [p for d in args.train_dirs for p in list_images(d)]
     _, val_paths = split_train_val(paths, args.val_count)
     val = build_triplets(val_paths, 4, QUALITIES, 8)
-    names = [n for n in shipped_models() if trained_qualities(load_model(n).metadata)]
+    loaded_models = {n: load_model(n) for n in shipped_models()}
+    names = [n for n, m in loaded_models.items() if trained_qualities(m.metadata)]
     psnr: dict[str, dict[str, float]] = {}
     for name in names:
-        loaded = load_model(name)
+        loaded = loaded_models[name]
         psnr[name] = {
             str(q): float(np.mean([
                 metrics.psnr(upscale_array(loaded, t.compressed[q], bf16="fp32"), t.hr, border=4)

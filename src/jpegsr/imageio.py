@@ -207,6 +207,12 @@ def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int | Non
     )
 
 
+def jpeg_quality(image: Image.Image) -> int | None:
+    """A PIL JPEG's quality, estimated from its luminance quantisation table (else None)."""
+    tables = getattr(image, "quantization", None)
+    return estimate_jpeg_quality(tables[0]) if tables and 0 in tables else None
+
+
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read an image file as 8-bit pixels for the network, applying every input policy.
 
@@ -260,9 +266,8 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         if space != wanted:
             notes.append(f"{space or 'unrecognised'} ICC profile dropped (output is {wanted})")
             icc = None
-    quant = getattr(im, "quantization", None) if fmt == "JPEG" else None
     return LoadedImage(
-        jpeg_quality=estimate_jpeg_quality(quant[0]) if quant and 0 in quant else None,
+        jpeg_quality=jpeg_quality(im) if fmt == "JPEG" else None,
         pixels=np.ascontiguousarray(pixels),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
         icc_profile=icc,

@@ -41,6 +41,7 @@ from jpegsr.imageio import (
     arrays_to_image,
     icc_colour_space,
     image_to_arrays,
+    jpeg_quality,
     load_image,
     save_image,
 )
@@ -52,6 +53,7 @@ from jpegsr.weights_io import (
     WeightsError,
     choose_shipped,
     load_model,
+    trained_qualities,
 )
 
 # Auto tiling bounds every forward pass to about this many LR pixels per side (256 x 256 LR
@@ -78,8 +80,8 @@ def _load_cached(name: str) -> LoadedModel:
 def resolve_model(model: ModelArg = DEFAULT_MODEL, jpeg_quality: int | None = None) -> LoadedModel:
     """A :class:`LoadedModel` from itself, a shipped model name or a weights path (cached).
 
-    ``"auto"`` picks the shipped model trained nearest to ``jpeg_quality`` (the blind model
-    when the quality is unknown).
+    ``"auto"`` picks the shipped model for ``jpeg_quality`` (see
+    :func:`jpegsr.weights_io.choose_shipped`).
     """
     if isinstance(model, LoadedModel):
         return model
@@ -87,14 +89,6 @@ def resolve_model(model: ModelArg = DEFAULT_MODEL, jpeg_quality: int | None = No
     if name == AUTO_MODEL:
         name = choose_shipped(jpeg_quality)
     return _load_cached(name)
-
-
-def pil_jpeg_quality(image: Image.Image) -> int | None:
-    """A PIL JPEG's quality, estimated from its luminance quantisation table (else None)."""
-    from jpegsr.degrade import estimate_jpeg_quality
-
-    tables = getattr(image, "quantization", None)
-    return estimate_jpeg_quality(tables[0]) if tables and 0 in tables else None
 
 
 class SelfEnsemble(torch.nn.Module):
@@ -128,7 +122,7 @@ def with_self_ensemble(loaded: LoadedModel) -> LoadedModel:
 
 def quality_mismatch(loaded: LoadedModel, jpeg_quality: int | None) -> list[str]:
     """A warning when a JPEG's quality is far from every quality the model was trained on."""
-    trained = [int(q) for q in loaded.metadata.get("qualities", "").split(",") if q.strip()]
+    trained = trained_qualities(loaded.metadata)
     if jpeg_quality is None or not trained:
         return []
     if min(abs(jpeg_quality - q) for q in trained) <= 15:
@@ -314,7 +308,7 @@ def upscale(
     and channels. ``model`` is a shipped name, a weights path or a :class:`LoadedModel`;
     ``"auto"`` picks by the JPEG quality of a PIL JPEG (arrays: the blind model).
     """
-    quality = pil_jpeg_quality(image) if isinstance(image, Image.Image) else None
+    quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
     loaded = resolve_model(model, quality)
     s = loaded.descriptor.scale
     if isinstance(image, Image.Image):
