@@ -93,9 +93,9 @@ def test_loss_on_known_offsets():
     loss = TwoStageLoss(LossWeights(recover=1.0, sr=2.0, cycle=3.0))
     total, terms = loss(lr + 0.2, hr + 0.1, lr, hr)
     # bicubic weights sum to one, so down(hr + 0.1) = lr + 0.1
-    assert terms["recover"] == pytest.approx(0.2, abs=1e-5)
-    assert terms["sr"] == pytest.approx(0.1, abs=1e-5)
-    assert terms["cycle"] == pytest.approx(0.1, abs=1e-5)
+    assert float(terms["recover"]) == pytest.approx(0.2, abs=1e-5)
+    assert float(terms["sr"]) == pytest.approx(0.1, abs=1e-5)
+    assert float(terms["cycle"]) == pytest.approx(0.1, abs=1e-5)
     assert float(total) == pytest.approx(0.2 + 0.2 + 0.3, abs=1e-5)
     total, terms = TwoStageLoss(LossWeights(cycle=0.0))(None, hr, lr, hr)
     assert set(terms) == {"sr"} and float(total) == 0.0

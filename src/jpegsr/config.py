@@ -25,6 +25,9 @@ class DataConfig:
     # clean-trained Table 1 rows)
     input: Literal["compressed", "clean"] = "compressed"
     lr_patch: int = 48
+    # extra copies of each training image downscaled by these factors before degradation
+    # (scale augmentation: more distinct content from a small set); 1.0 is the image itself
+    hr_scales: list[float] = field(default_factory=lambda: [1.0])
     val_count: int = 10  # training images held out for validation (never benchmark images)
     val_quality: int = 20
 
@@ -62,6 +65,7 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     threads: int = 0  # 0: torch's default
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda: train on a GPU (never needed; faster)
     init_from: str = ""  # weights file to fine-tune from
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from jpegsr.degrade import degrade, jpeg_roundtrip
+from jpegsr.degrade import degrade, imresize, jpeg_roundtrip
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -53,18 +53,38 @@ class Triplet:
 
 
 def build_triplets(
-    paths: Iterable[Path], scale: int, qualities: Sequence[int], min_lr_side: int
+    paths: Iterable[Path],
+    scale: int,
+    qualities: Sequence[int],
+    min_lr_side: int,
+    hr_scales: Sequence[float] = (1.0,),
 ) -> list[Triplet]:
-    """Degrade each image once (the cache): JPEG on the whole LR image, so its grid is real."""
+    """Degrade each image once (the cache): JPEG on the whole LR image, so its grid is real.
+
+    Each factor in ``hr_scales`` adds a copy of the image downscaled (bicubic) by it first;
+    copies whose LR side falls under ``min_lr_side`` are skipped.
+    """
     triplets = []
     for path in paths:
-        hr = read_rgb(path)
-        _, lr, hr = degrade(hr, scale, quality=None)
-        if min(lr.shape[:2]) < min_lr_side:
-            continue
-        compressed = {q: jpeg_roundtrip(lr, q) for q in qualities}
-        triplets.append(Triplet(lr=lr, hr=hr, compressed=compressed))
+        original = read_rgb(path)
+        for factor in hr_scales:
+            hr = _shrink(original, factor)
+            _, lr, hr = degrade(hr, scale, quality=None)
+            if min(lr.shape[:2]) < min_lr_side:
+                continue
+            compressed = {q: jpeg_roundtrip(lr, q) for q in qualities}
+            triplets.append(Triplet(lr=lr, hr=hr, compressed=compressed))
     return triplets
+
+
+def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
+        return image
+    if not 0.0 < factor < 1.0:
+        raise DataError(f"hr_scales must lie in (0, 1], got {factor}")
+    h, w = image.shape[:2]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    return imresize(image, size=size)
 
 
 def split_train_val(paths: Sequence[Path], val_count: int) -> tuple[list[Path], list[Path]]:

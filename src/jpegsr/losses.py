@@ -29,7 +29,7 @@ def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
 
 
 class TwoStageLoss(nn.Module):
-    """Weighted sum of the three L1 terms; returns the total and each term for logging.
+    """Weighted sum of the three L1 terms; returns the total and each (detached) term.
 
     ``recovered`` may be None (single-stage models): the recovery term is then skipped.
     """
@@ -44,7 +44,7 @@ class TwoStageLoss(nn.Module):
         sr: torch.Tensor,
         lr: torch.Tensor,
         hr: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         w = self.weights
         terms: dict[str, torch.Tensor] = {"sr": F.l1_loss(sr.float(), hr.float())}
         if recovered is not None and w.recover:
@@ -53,4 +53,5 @@ class TwoStageLoss(nn.Module):
             terms["cycle"] = cycle_loss(sr, lr)
         weight = {"sr": w.sr, "recover": w.recover, "cycle": w.cycle}
         total = sum(weight[k] * v for k, v in terms.items())
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        # detached tensors, not floats: reading a value would make a GPU wait every step
+        return total, {k: v.detach() for k, v in terms.items()}

@@ -65,7 +65,9 @@ def _load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
         raise DataError(f"no images found in {config.data.train_dirs}")
     train_paths, val_paths = split_train_val(paths, config.data.val_count)
     qualities = sorted(set(config.data.qualities))
-    train = build_triplets(train_paths, config.data.scale, qualities, config.data.lr_patch)
+    train = build_triplets(
+        train_paths, config.data.scale, qualities, config.data.lr_patch, config.data.hr_scales
+    )
     val = build_triplets(val_paths, config.data.scale, [config.data.val_quality], 8)
     if not train:
         raise DataError(f"no training image is at least {config.data.lr_patch} px after downscale")
@@ -84,13 +86,21 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
     scores = []
     for t in val:
         src = t.compressed[config.data.val_quality] if config.data.input == "compressed" else t.lr
-        x = torch.from_numpy(src.copy()).permute(2, 0, 1)[None].float() / 255
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            sr = models.sr_output(model(x)).float()
+        x = torch.from_numpy(src.copy()).permute(2, 0, 1)[None].float().to(config.device) / 255
+        with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
+            sr = models.sr_output(model(x)).float().cpu()
         hr = torch.from_numpy(t.hr.copy()).permute(2, 0, 1)[None].float() / 255
         scores.append(float(psnr(sr, hr)))
     model.train()
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def _machine(config: TrainConfig, world: int) -> str:
+    """Where the run trained, for the model card."""
+    where = f"{platform.machine()} {os.cpu_count()} cpu"
+    if config.device == "cuda":
+        where += f", {torch.cuda.get_device_name()}"
+    return f"{where}, world {world}"
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -125,6 +135,8 @@ def _append_row(path: Path, fields: list[str], row: dict) -> None:
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train per ``config``; returns the exported weights path."""
     rank, world = _distributed()
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda, but torch sees no GPU; use device: cpu")
     if config.batch_size % world:
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
     if config.threads:
@@ -141,6 +153,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model = models.build(config.model, config.data.scale)
     if config.init_from:
         model.load_state_dict(load_model(config.init_from).module.state_dict())
+    model = model.to(config.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval() if config.optim.ema_decay else None
@@ -149,7 +162,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     start = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = torch.load(ckpt_path, map_location=config.device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -174,7 +187,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         desc=config.name,
         dynamic_ncols=True,
     )
-    t0, t_last = time.time(), time.perf_counter()
+    t0, t_last, it_last = time.time(), time.perf_counter(), start
+    if config.device == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest kernels once
     for it in range(start, config.iterations):
         batch = sample_batch(
             train_set, per_rank, config.data.lr_patch, config.data.scale, config.seed, it, rank
@@ -182,10 +197,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         lr_now = learning_rate(config.optim, it, config.iterations)
         for group in optimizer.param_groups:
             group["lr"] = lr_now
+        batch = {k: v.to(config.device, non_blocking=True) for k, v in batch.items()}
         x = _model_input(batch, config)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
             out = net(x)
         recovered, sr = (out[0], out[1]) if descriptor.two_stage else (None, out)
         loss, terms = criterion(recovered, sr, batch["lr"], batch["hr"])
@@ -205,9 +221,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         if rank == 0 and (done % config.log_every == 0 or done == config.iterations):
             now = time.perf_counter()
             row = {"iteration": done, "loss": f"{float(loss.detach()):.6f}", "lr": f"{lr_now:.3e}"}
-            row.update({k: f"{v:.6f}" for k, v in terms.items()})
-            row["sec_per_iter"] = f"{(now - t_last) / config.log_every:.3f}"
-            t_last = now
+            row.update({k: f"{float(v):.6f}" for k, v in terms.items()})
+            row["sec_per_iter"] = f"{(now - t_last) / (done - it_last):.4f}"
+            t_last, it_last = now, done
             _append_row(log_path, LOG_FIELDS, row)
             bar.set_postfix(loss=row["loss"])
         if rank == 0 and (done % config.val_every == 0 or done == config.iterations):
@@ -242,7 +258,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 "run": config.name,
                 "iterations": str(config.iterations),
                 "wall_seconds": f"{wall:.0f}",
-                "machine": f"{platform.machine()} {os.cpu_count()} cpu, world {world}",
+                "machine": _machine(config, world),
                 "train_dirs": ",".join(config.data.train_dirs),
                 "qualities": ",".join(map(str, config.data.qualities)),
                 "input": config.data.input,
