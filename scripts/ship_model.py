@@ -79,6 +79,41 @@ def export_checkpoint(run: Path, dst: Path) -> None:
     })  # fmt: skip
 
 
+def add_lineage(weights: Path, config: dict) -> None:
+    """Record the device, and the init run's cost when that run is not itself shipped.
+
+    A model fine-tuned from an unshipped run (a first GPU lease, say) would otherwise hide
+    that run's training time from the budget that results/quality.md sums.
+    """
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(weights), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta.setdefault("device", config.get("device", "cpu"))
+    init = Path(config.get("init_from") or "")
+    shipped = {p.read_bytes() for p in WEIGHTS.glob("*.safetensors") if p != weights}
+    if init.is_file() and init.read_bytes() not in shipped:
+        with safe_open(str(init), framework="pt") as f:
+            init_meta = dict(f.metadata())
+        init_config = init.parent / "config.yaml"
+        init_device = (
+            yaml.safe_load(init_config.read_text()).get("device", "cpu")
+            if init_config.is_file()
+            else "cpu"
+        )
+        meta.update({
+            "init_run": init_meta.get("run", init.stem),
+            "init_iterations": init_meta.get("iterations", "0"),
+            "init_wall_seconds": init_meta.get("wall_seconds", "0"),
+            "init_machine": init_meta.get("machine", "unknown"),
+            "init_device": init_device,
+        })  # fmt: skip
+    tmp = weights.with_name(weights.name + ".tmp")
+    save_file(load_file(str(weights)), str(tmp), metadata=meta)
+    tmp.chmod(0o644)
+    tmp.replace(weights)
+
+
 def data_counts(config: dict) -> tuple[int, int, int]:
     """(images found, used for training, held out) exactly as jpegsr.train selects them."""
     from PIL import Image
@@ -110,13 +145,21 @@ def main() -> None:
         export_checkpoint(args.run, dst)
     else:
         shutil.copyfile(args.run / "model.safetensors", dst)
+    config = yaml.safe_load((args.run / "config.yaml").read_text())
+    add_lineage(dst, config)
     with safe_open(str(dst), framework="pt") as f:
         meta = dict(f.metadata())
-    config = yaml.safe_load((args.run / "config.yaml").read_text())
     with (args.run / "val_log.csv").open() as f:
         val = list(csv.DictReader(f))
     d = config["data"]
     found, used, held_out = data_counts(config)
+    on_gpu = config.get("device") == "cuda"
+    # a GPU run's length was fitted to its lease by scripts/gpu_train.sh: name the count it ran
+    train_command = (
+        f"jpegsr train {args.config} --iterations {meta['iterations']}"
+        if on_gpu
+        else f"jpegsr train {args.config} --resume"
+    )
     lines = [
         f"# Model card: `{args.name}`",
         "",
@@ -137,11 +180,11 @@ def main() -> None:
         f"- **Wall time**: {int(meta['wall_seconds']) / 3600:.2f} h on {meta['machine']}"
         + (
             ""
-            if "cpu_model" in meta
+            if "cpu_model" in meta or on_gpu
             else f" ({cpu_model()}, read when shipping on the training machine; no GPU)"
         )
         + ".",
-        f"- **Command**: `jpegsr train {args.config} --resume`, then "
+        f"- **Command**: `{train_command}`, then "
         f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
         + (" --from-checkpoint" if args.from_checkpoint else "")
         + "`.",
@@ -150,7 +193,17 @@ def main() -> None:
                 f"- **Fine-tuned from**: `{config['init_from']}` (its own training time is in its "
                 "card; `results/quality.md` sums the shipped models' training)."
             ]
-            if config.get("init_from")
+            if config.get("init_from") and "init_run" not in meta
+            else []
+        ),
+        *(
+            [
+                f"- **Fine-tuned from**: `{config['init_from']}`, the unshipped run "
+                f"`{meta['init_run']}`: {meta['init_iterations']} iterations, "
+                f"{int(meta['init_wall_seconds']) / 3600:.2f} h on {meta['init_machine']} "
+                "(counted in `results/quality.md`'s training sum)."
+            ]
+            if "init_run" in meta
             else []
         ),
         *([f"- **Note**: {args.note}"] if args.note else []),

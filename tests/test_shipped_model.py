@@ -30,7 +30,9 @@ def test_readme_example_upscales_offline(tmp_path):
 
 
 @pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/datasets")
-@pytest.mark.parametrize("name,quality,min_gain", [("default", 20, 0.3), ("blind", 50, 0.5)])
+@pytest.mark.parametrize(
+    "name,quality,min_gain", [("default", 20, 0.3), ("blind", 50, 0.5), ("blind_long", 10, 0.3)]
+)
 def test_shipped_model_beats_bicubic_on_set5_images(name, quality, min_gain):
     loaded = jpegsr.load_model(name)
     gains = []
@@ -55,12 +57,21 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
     assert np.abs(whole - tiled).max() <= tolerance
 
 
-def test_blind_model_is_shipped_with_a_card():
-    loaded = jpegsr.load_model("blind")
+@pytest.mark.parametrize("name", ["blind", "blind_long"])
+def test_blind_models_are_shipped_with_a_card(name):
+    loaded = jpegsr.load_model(name)
     assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
     assert Path(loaded.source).with_suffix(".md").is_file()
     qualities = [int(q) for q in loaded.metadata["qualities"].split(",")]
     assert min(qualities) <= 10 and max(qualities) >= 90
+
+
+def test_gpu_trained_model_declares_its_device_and_unshipped_init_run():
+    """results/quality.md's training budget counts GPU stages from these fields."""
+    meta = jpegsr.load_model("blind_long").metadata
+    assert meta["device"] == "cuda" and "NVIDIA" in meta["machine"]
+    assert meta["init_device"] == "cuda" and int(meta["init_iterations"]) > 0
+    assert int(meta["init_wall_seconds"]) > 0
 
 
 def test_auto_selection_table_names_shipped_models():

@@ -16,7 +16,7 @@ from PIL import Image
 
 from jpegsr import degrade
 from jpegsr.config import ConfigError, TrainConfig, from_dict, load_config
-from jpegsr.data import build_triplets, list_images, sample_batch, split_train_val
+from jpegsr.data import DataError, build_triplets, list_images, sample_batch, split_train_val
 from jpegsr.losses import LossWeights, TwoStageLoss
 from jpegsr.train import learning_rate
 from jpegsr.weights_io import load_model
@@ -183,3 +183,28 @@ def test_torchrun_two_ranks(tmp_path):
     assert [r[0] for r in _losses(run_dir / "train_log.csv")] == [str(i) for i in range(1, 7)]
     loaded = load_model(run_dir / "model.safetensors")
     assert loaded.metadata["machine"].endswith("world 2")
+
+
+def test_scale_augmentation_adds_smaller_copies_and_skips_too_small_ones(tmp_path):
+    paths = list_images(_images(tmp_path / "d", n=2, size=64))  # LR side 16 at x4
+    plain = build_triplets(paths, 4, [20], min_lr_side=8)
+    more = build_triplets(paths, 4, [20], min_lr_side=8, hr_scales=[1.0, 0.75, 0.25])
+    # 0.75 -> 48 px HR (12 px LR) is kept; 0.25 -> 16 px HR (4 px LR) is under min_lr_side
+    assert len(plain) == 2 and len(more) == 4
+    shrunk = [t for t in more if t.hr.shape[0] == 48]
+    assert len(shrunk) == 2 and all(t.lr.shape[:2] == (12, 12) for t in shrunk)
+    assert np.array_equal(more[0].hr, plain[0].hr)  # factor 1.0 is the image itself
+    with pytest.raises(DataError, match="hr_scales"):
+        build_triplets(paths, 4, [20], min_lr_side=8, hr_scales=[1.5])
+
+
+def test_device_is_checked(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="device"):
+        load_config(_tiny_config(tmp_path, "gpu", device="gpu"))
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: training on it is not an error here")
+    from jpegsr.cli import main
+
+    assert main(["train", str(_tiny_config(tmp_path, "c", device="cuda"))]) == 2
+    err = capsys.readouterr().err
+    assert "no GPU" in err and len(err.strip().splitlines()) == 1

@@ -25,6 +25,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["out_dir"] = args.out_dir
     if args.threads is not None:
         overrides["threads"] = args.threads
+    if args.device is not None:
+        overrides["device"] = args.device
     config = load_config(args.config, overrides)
     path = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"weights written to {path}")
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="override the config's iteration count")
     p.add_argument("--out-dir", help="override the config's output folder")
     p.add_argument("--threads", type=int, help="torch CPU threads (does not change results)")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], help="override the config's device (cpu or cuda)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

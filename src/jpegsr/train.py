@@ -259,6 +259,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 "iterations": str(config.iterations),
                 "wall_seconds": f"{wall:.0f}",
                 "machine": _machine(config, world),
+                "device": config.device,
                 "train_dirs": ",".join(config.data.train_dirs),
                 "qualities": ",".join(map(str, config.data.qualities)),
                 "input": config.data.input,
