@@ -18,34 +18,54 @@ from pathlib import Path
 import numpy as np
 
 from jpegsr import metrics
-from jpegsr.data import build_triplets, list_images, split_train_val
+from jpegsr.data import Triplet, build_triplets, list_images, split_train_val
 from jpegsr.inference import upscale_array
-from jpegsr.weights_io import SHIPPED_DIR, load_model, shipped_models, trained_qualities
+from jpegsr.weights_io import (
+    SHIPPED_DIR,
+    LoadedModel,
+    load_model,
+    shipped_models,
+    trained_qualities,
+)
 
 TRAIN_DIRS = ["../shared/datasets/train/BSD200", "../shared/datasets/train/T91"]
 QUALITIES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
+
+
+def validation_psnr(loaded: LoadedModel, val: list[Triplet]) -> dict[str, float]:
+    """Mean Y-PSNR (fp32) per JPEG quality on the validation triplets."""
+    return {
+        str(q): float(np.mean([
+            metrics.psnr(upscale_array(loaded, t.compressed[q], bf16="fp32"), t.hr, border=4)
+            for t in val
+        ]))
+        for q in QUALITIES
+    }  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-dirs", nargs="+", default=TRAIN_DIRS)
     ap.add_argument("--val-count", type=int, default=10, help="as in the training configs")
+    ap.add_argument(
+        "--evaluate",
+        nargs="+",
+        metavar="WEIGHTS",
+        help="only print these candidates' validation PSNR (JSON); choose and write nothing",
+    )
     args = ap.parse_args()
     paths = [p for d in args.train_dirs for p in list_images(d)]
     _, val_paths = split_train_val(paths, args.val_count)
     val = build_triplets(val_paths, 4, QUALITIES, 8)
+    if args.evaluate:
+        scores = {w: validation_psnr(load_model(w), val) for w in args.evaluate}
+        print(json.dumps({"val_images": [str(p) for p in val_paths], "y_psnr": scores}, indent=2))
+        return
     loaded_models = {n: load_model(n) for n in shipped_models()}
     names = [n for n, m in loaded_models.items() if trained_qualities(m.metadata)]
     psnr: dict[str, dict[str, float]] = {}
     for name in names:
-        loaded = loaded_models[name]
-        psnr[name] = {
-            str(q): float(np.mean([
-                metrics.psnr(upscale_array(loaded, t.compressed[q], bf16="fp32"), t.hr, border=4)
-                for t in val
-            ]))
-            for q in QUALITIES
-        }  # fmt: skip
+        psnr[name] = validation_psnr(loaded_models[name], val)
         print(name, {q: round(v, 3) for q, v in psnr[name].items()}, flush=True)
     by_quality = {str(q): max(names, key=lambda n: psnr[n][str(q)]) for q in QUALITIES}
     unknown = max(names, key=lambda n: np.mean(list(psnr[n].values())))

@@ -16,7 +16,14 @@ from PIL import Image
 
 from jpegsr import degrade
 from jpegsr.config import ConfigError, TrainConfig, from_dict, load_config
-from jpegsr.data import DataError, build_triplets, list_images, sample_batch, split_train_val
+from jpegsr.data import (
+    DataError,
+    build_triplets,
+    list_images,
+    sample_batch,
+    split_train_val,
+    to_unit_float,
+)
 from jpegsr.losses import LossWeights, TwoStageLoss
 from jpegsr.train import learning_rate
 from jpegsr.weights_io import load_model
@@ -125,6 +132,9 @@ def test_batches_are_aligned_augmented_and_reproducible(tmp_path):
     c = sample_batch(triplets, 4, 8, 4, seed=1, iteration=8)
     assert a["lq"].shape == a["lr"].shape == (4, 3, 8, 8) and a["hr"].shape == (4, 3, 32, 32)
     assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["hr"], c["hr"])
+    raw = sample_batch(triplets, 4, 8, 4, seed=1, iteration=7, as_uint8=True)
+    assert raw["hr"].dtype == torch.uint8
+    assert all(torch.equal(to_unit_float(raw[k]), a[k]) for k in a)
     # alignment: the clean LR crop is the MATLAB-bicubic downscale of the HR crop
     # (rotation/flip commute with the separable, symmetric resize away from borders)
     for i in range(4):

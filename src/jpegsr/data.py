@@ -111,8 +111,9 @@ def _augment(arrays: list[np.ndarray], rot: int, flip: bool) -> list[np.ndarray]
     return out
 
 
-def _to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+def to_unit_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1] (on whatever device ``pixels`` is)."""
+    return pixels.float().div_(255.0)
 
 
 def sample_batch(
@@ -123,11 +124,13 @@ def sample_batch(
     seed: int,
     iteration: int,
     rank: int = 0,
+    as_uint8: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Aligned random crops (compressed LR, LR, HR) with random rotation and flip.
 
     Returns float tensors in [0, 1]: ``lq`` and ``lr`` (N,3,p,p) and ``hr`` (N,3,sp,sp).
-    A random JPEG quality is drawn per sample from those cached.
+    A random JPEG quality is drawn per sample from those cached. ``as_uint8`` returns the
+    pixels unconverted (a quarter of the bytes to move to a GPU; see :func:`to_unit_float`).
     """
     rng = np.random.default_rng([seed, iteration, rank])
     lq_b, lr_b, hr_b = [], [], []
@@ -145,4 +148,6 @@ def sample_batch(
         lq_b.append(lq)
         lr_b.append(lr)
         hr_b.append(hr)
-    return {"lq": _to_tensor(lq_b), "lr": _to_tensor(lr_b), "hr": _to_tensor(hr_b)}
+    batch = {"lq": lq_b, "lr": lr_b, "hr": hr_b}
+    pixels = {k: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2) for k, v in batch.items()}
+    return pixels if as_uint8 else {k: to_unit_float(v) for k, v in pixels.items()}

@@ -34,6 +34,7 @@ from jpegsr.data import (
     list_images,
     sample_batch,
     split_train_val,
+    to_unit_float,
 )
 from jpegsr.losses import LossWeights, TwoStageLoss
 from jpegsr.metrics import PSNR
@@ -191,13 +192,25 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if config.device == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest kernels once
     for it in range(start, config.iterations):
-        batch = sample_batch(
-            train_set, per_rank, config.data.lr_patch, config.data.scale, config.seed, it, rank
+        pixels = sample_batch(
+            train_set,
+            per_rank,
+            config.data.lr_patch,
+            config.data.scale,
+            config.seed,
+            it,
+            rank,
+            as_uint8=True,
         )
         lr_now = learning_rate(config.optim, it, config.iterations)
         for group in optimizer.param_groups:
             group["lr"] = lr_now
-        batch = {k: v.to(config.device, non_blocking=True) for k, v in batch.items()}
+        # move uint8 (pinned on a GPU machine, so the copy overlaps compute), convert there
+        if config.device == "cuda":
+            pixels = {k: v.pin_memory() for k, v in pixels.items()}
+        batch = {
+            k: to_unit_float(v.to(config.device, non_blocking=True)) for k, v in pixels.items()
+        }
         x = _model_input(batch, config)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
