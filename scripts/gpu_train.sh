@@ -14,17 +14,20 @@ shift
 start=$(date +%s)
 calib_iters=${CALIB_ITERS:-150}
 out=${GPU_RUNS:-runs/gpu}
-jpegsr() { python3 -m jpegsr.cli "$@"; }
+calib=${out}_calib  # scratch: replaced on every call
+rm -rf "$calib"
+python=${PYTHON:-python3}
+jpegsr() { "$python" -m jpegsr.cli "$@"; }
 
 pids=()
 for config in "$@"; do
-  jpegsr train "$config" --iterations "$calib_iters" --out-dir runs/gpu_calib --no-progress &
+  jpegsr train "$config" --iterations "$calib_iters" --out-dir "$calib" --no-progress &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 # seconds per iteration of the slowest run, from the last log row of each calibration
-spi=$(python3 - runs/gpu_calib "$@" <<'PY'
+spi=$("$python" - "$calib" "$@" <<'PY'
 import csv, sys, yaml
 from pathlib import Path
 worst = 0.0
@@ -37,7 +40,7 @@ PY
 )
 elapsed=$(( $(date +%s) - start ))
 # keep 45 s for data caching, validation and export
-iters=$(python3 -c "print(max(100, int(($budget - $elapsed - 45) / $spi) // 100 * 100))")
+iters=$("$python" -c "print(max(100, int(($budget - $elapsed - 45) / $spi) // 100 * 100))")
 echo "calibration: ${spi} s/iter with $# runs sharing the GPU; ${elapsed} s used; training ${iters} iterations each"
 
 pids=()

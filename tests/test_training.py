@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,3 +219,20 @@ def test_device_is_checked(tmp_path, capsys):
     assert main(["train", str(_tiny_config(tmp_path, "c", device="cuda"))]) == 2
     err = capsys.readouterr().err
     assert "no GPU" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gpu_driver_fits_iterations_to_the_budget(tmp_path):
+    """scripts/gpu_train.sh on CPU configs: calibrates, then trains the count it announces."""
+    config = _tiny_config(tmp_path, "fit", iterations=5, val_every=1000, log_every=5)
+    env = dict(os.environ, PYTHON=sys.executable, CALIB_ITERS="5", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO / "src")
+    for _ in range(2):  # a second call must not trip over the first one's calibration runs
+        run = subprocess.run(
+            ["bash", str(REPO / "scripts" / "gpu_train.sh"), "50", str(config)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        announced = int(run.stdout.split("training ")[1].split()[0])
+        weights = tmp_path / "runs" / "gpu" / "fit" / "model.safetensors"
+        assert load_model(weights).metadata["iterations"] == str(announced) and announced >= 100
+        shutil.rmtree(tmp_path / "runs" / "gpu")
