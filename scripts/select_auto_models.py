@@ -53,9 +53,19 @@ def main() -> None:
         metavar="WEIGHTS",
         help="only print these candidates' validation PSNR (JSON); choose and write nothing",
     )
+    ap.add_argument(
+        "--on-training-images",
+        action="store_true",
+        help="with --evaluate: score as many *training* images instead (spread the same way), "
+        "to see how far the models fit what they were trained on",
+    )
     args = ap.parse_args()
     paths = [p for d in args.train_dirs for p in list_images(d)]
-    _, val_paths = split_train_val(paths, args.val_count)
+    train_paths, val_paths = split_train_val(paths, args.val_count)
+    if args.on_training_images:
+        if not args.evaluate:
+            ap.error("--on-training-images needs --evaluate")
+        _, val_paths = split_train_val(train_paths, args.val_count)
     val = build_triplets(val_paths, 4, QUALITIES, 8)
     if args.evaluate:
         scores = {w: validation_psnr(load_model(w), val) for w in args.evaluate}
