@@ -5,8 +5,9 @@
 Runs that share an initialisation and differ only in later training tend to sit in one basin,
 where their average is often at least as good as either, for no training cost. Validate the
 result (``scripts/select_auto_models.py --evaluate``) before shipping it. The output keeps the
-first file's metadata, with ``averaged_from`` naming the runs and the training cost of the
-others recorded as extra stages for the budget in ``results/quality.md``.
+first file's metadata, with ``averaged_from`` naming the runs and the others' run, cost and
+device under ``also1_``, ``also2_``... keys, which ``results/quality.md``'s training budget
+counts (``scripts/make_quality_table.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from jpegsr.weights_io import load_model, save_weights
+from jpegsr import models
+from jpegsr.weights_io import save_weights
 
 
 def main() -> None:
@@ -38,16 +40,18 @@ def main() -> None:
     states = [load_file(str(p)) for p in args.weights]
     if any(s.keys() != states[0].keys() for s in states):
         ap.error("the files hold different parameter sets")
-    loaded = load_model(args.weights[0])
+    arch, scale = metas[0]["jpegsr_arch"], int(metas[0]["scale"])
+    module = models.build(arch, scale)
     averaged = {k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]}
-    loaded.module.load_state_dict(averaged)
+    module.load_state_dict(averaged)
     extra = {k: v for k, v in metas[0].items() if k not in ("jpegsr_arch", "scale")}
     runs = [m.get("run", p.stem) for m, p in zip(metas, args.weights, strict=True)]
     extra["averaged_from"] = ",".join(runs)
     for i, m in enumerate(metas[1:], start=1):
         for key in ("run", "iterations", "wall_seconds", "machine", "device"):
-            extra[f"also_{i}_{key}"] = m.get(key, "")
-    save_weights(loaded.module, metas[0]["jpegsr_arch"], int(metas[0]["scale"]), args.output, extra)
+            if key in m:
+                extra[f"also{i}_{key}"] = m[key]
+    save_weights(module, arch, scale, args.output, extra)
     print(f"wrote {args.output}: mean of {extra['averaged_from']}")
 
 

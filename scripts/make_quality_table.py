@@ -37,16 +37,19 @@ def metadata(name: str) -> dict[str, str]:
 
 
 def training_stages(name: str) -> list[dict]:
-    """The training runs behind a shipped model: its own, plus an unshipped init run."""
+    """The training runs behind a shipped model, from its metadata.
+
+    Its own run (plain keys), an unshipped init run (``init_`` keys, by ship_model.py) and
+    the other runs of a weight average (``also1_``, ``also2_``... by average_weights.py).
+    """
     m = metadata(name)
-    stages = [{"run": m.get("run", name), "device": m.get("device", "cpu"),
-               "hours": int(m.get("wall_seconds", 0)) / 3600,
-               "iterations": int(m.get("iterations", 0))}]  # fmt: skip
-    if "init_run" in m:
-        stages.append({"run": m["init_run"], "device": m.get("init_device", "cpu"),
-                       "hours": int(m["init_wall_seconds"]) / 3600,
-                       "iterations": int(m["init_iterations"])})  # fmt: skip
-    return stages
+    prefixes = ["", "init_", *(f"also{i}_" for i in range(1, 100))]
+    return [
+        {"run": m.get(f"{p}run", name), "device": m.get(f"{p}device", "cpu"),
+         "hours": int(m[f"{p}wall_seconds"]) / 3600,
+         "iterations": int(m.get(f"{p}iterations", 0))}
+        for p in prefixes if f"{p}wall_seconds" in m
+    ]  # fmt: skip
 
 
 def cpu_seconds_per_gpu_iteration() -> float:

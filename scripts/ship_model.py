@@ -95,8 +95,9 @@ def add_lineage(weights: Path, config: dict) -> None:
     if init.is_file() and init.read_bytes() not in shipped:
         with safe_open(str(init), framework="pt") as f:
             init_meta = dict(f.metadata())
+        # runs older than the "device" metadata key: read it from the run's config
         init_config = init.parent / "config.yaml"
-        init_device = (
+        init_device = init_meta.get("device") or (
             yaml.safe_load(init_config.read_text()).get("device", "cpu")
             if init_config.is_file()
             else "cpu"
