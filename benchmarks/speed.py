@@ -4,7 +4,8 @@ the tables in benchmarks/README.md (both written by this script).
     python benchmarks/speed.py            # everything (about 5 minutes; keep the machine idle)
     python benchmarks/speed.py --quick    # a smoke run with fewer repeats, no peak-RSS child
 
-(a) wall time to upscale a 480x320 JPEG (q=20) to 1920x1280 with the default model, median of
+(a) wall time to upscale a 480x320 JPEG (q=20) to 1920x1280 with the model ``jpegsr upscale``
+    picks for a q=20 file (``MODEL``), median of
     5 runs, all cores, in fp32, bf16 and the default precision (``auto``); (b) peak RSS of a
     4000x3000 tiled output in a fresh process at the default precision; (c) training seconds
     per iteration (batch 16, 48 px, two-stage, bf16 + channels_last, cycle loss); (d) achieved
@@ -34,8 +35,11 @@ from jpegsr import degrade, models
 from jpegsr.benchmark import cpu_model, evaluate_set, resolve_set
 from jpegsr.inference import upscale_array, use_bf16
 from jpegsr.losses import TwoStageLoss
+from jpegsr.weights_io import choose_shipped
 
 OUT = Path(__file__).resolve().parent
+MODEL = choose_shipped(20)  # what `jpegsr upscale` uses for the q=20 test image
+OURS = f"jpegsr {MODEL}"
 sys.path.insert(0, str(OUT))
 
 TARGETS = {  # issue #6
@@ -101,7 +105,7 @@ import re, resource, numpy as np, jpegsr
 from pathlib import Path
 from jpegsr.inference import upscale_array
 x = np.random.default_rng(0).integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)
-upscale_array(jpegsr.load_model("default"), x)
+upscale_array(jpegsr.load_model("{model}"), x)
 status = Path("/proc/self/status")
 if status.exists():  # VmHWM: this process's own peak (ru_maxrss can include the forking parent)
     print(re.search(r"VmHWM:\\s+(\\d+) kB", status.read_text()).group(1))
@@ -112,7 +116,7 @@ else:
 
 def peak_rss_child(h: int, w: int) -> float:
     """Peak RSS (MiB) of a fresh process that upscales an h x w image at default settings."""
-    code = PEAK_RSS_CODE.format(h=h, w=w)
+    code = PEAK_RSS_CODE.format(h=h, w=w, model=MODEL)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
@@ -137,7 +141,7 @@ def train_step_seconds(repeats: int) -> float:
 
 def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """The methods compared, each uint8 LR -> uint8 x4."""
-    loaded = jpegsr.load_model("default")
+    loaded = jpegsr.load_model(MODEL)
 
     def bicubic_pillow(lq: np.ndarray) -> np.ndarray:
         h, w = lq.shape[:2]
@@ -145,8 +149,8 @@ def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "Pillow bicubic": bicubic_pillow,
-        "jpegsr default, fp32": lambda lq: upscale_array(loaded, lq, bf16="fp32"),
-        "jpegsr default, bf16": lambda lq: upscale_array(loaded, lq, bf16="bf16"),
+        f"{OURS}, fp32": lambda lq: upscale_array(loaded, lq, bf16="fp32"),
+        f"{OURS}, bf16": lambda lq: upscale_array(loaded, lq, bf16="bf16"),
     }
     try:
         from realesrgan_ncnn import RealESRGAN
@@ -158,10 +162,10 @@ def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 
 def precision_delta() -> float:
-    """Max |Y-PSNR bf16 - fp32| of the default model over the four sets (committed results)."""
+    """Max |Y-PSNR bf16 - fp32| of MODEL over the four sets (committed results)."""
     root = OUT.parent / "results"
-    fp32 = json.loads((root / "models/default_q20.json").read_text())["sets"]
-    bf16 = json.loads((root / "precision/default_q20_bf16.json").read_text())["sets"]
+    fp32 = json.loads((root / f"models/{MODEL}_q20.json").read_text())["sets"]
+    bf16 = json.loads((root / f"precision/{MODEL}_q20_bf16.json").read_text())["sets"]
     return max(abs(fp32[s]["psnr"] - bf16[s]["psnr"]) for s in fp32)
 
 
@@ -182,8 +186,8 @@ def markdown(res: dict) -> str:
         "where the time goes. Precision: `jpegsr upscale` uses bf16 autocast where the CPU runs",
         "it natively (`--precision auto`, the default) and fp32 elsewhere; on the four benchmark",
         f"sets the bf16 path changes Y-PSNR by at most {precision_delta():.4f} dB",
-        "([`results/precision/default_q20_bf16.json`](../results/precision/default_q20_bf16.json)"
-        " vs [`results/models/default_q20.json`](../results/models/default_q20.json)).",
+        f"([`results/precision/{MODEL}_q20_bf16.json`](../results/precision/{MODEL}_q20_bf16.json)"
+        f" vs [`results/models/{MODEL}_q20.json`](../results/models/{MODEL}_q20.json)).",
         "",
         f"Machine: {m['cpu']}, {m['cores']} torch threads, torch {m['torch']}, "
         f"Python {m['python']}. Command: `{res['command']}`. Default precision here: "
@@ -215,7 +219,7 @@ def markdown(res: dict) -> str:
         "",
         "## (d) Throughput",
         "",
-        f"Convolutions of the default model on the 480x320 input: {a['conv_gflop']:.0f} GFLOP "
+        f"Convolutions of `{MODEL}` on the 480x320 input: {a['conv_gflop']:.0f} GFLOP "
         "(whole image; tiling overlap adds work that is not counted, so these rates are low "
         "bounds).",
         "",
@@ -235,18 +239,18 @@ def main() -> None:
     args = ap.parse_args()
     n = 2 if args.quick else 5
     threads = torch.get_num_threads()
-    loaded = jpegsr.load_model("default")
+    loaded = jpegsr.load_model(MODEL)
     img = test_image()
     res: dict[str, object] = {
         "machine": {"cpu": cpu_model(), "cores": threads,
                     "torch": torch.__version__, "python": platform.python_version()},
         "versions": degrade.versions(),
-        "model": "default",
+        "model": MODEL,
         "default_precision": "bf16" if use_bf16("auto", torch.device("cpu")) else "fp32",
     }  # fmt: skip
 
     methods = peers(threads)
-    seconds = {"jpegsr default (auto)": timed(lambda: upscale_array(loaded, img), n)}
+    seconds = {f"{OURS} (auto)": timed(lambda: upscale_array(loaded, img), n)}
     peer_repeats = 1 if args.quick else 3
     for name, fn in methods.items():
         reps = peer_repeats if name.startswith("Real-ESRGAN") else n
@@ -269,8 +273,8 @@ def main() -> None:
     res["b_peak_rss_mib_4000x3000_out"] = None if args.quick else peak_rss_child(750, 1000)
     res["c_train_s_per_iter"] = train_step_seconds(3 if args.quick else 10)
     res["d_gflops"] = {
-        "conv_fp32": gflop / seconds["jpegsr default, fp32"],
-        "conv_bf16": gflop / seconds["jpegsr default, bf16"],
+        "conv_fp32": gflop / seconds[f"{OURS}, fp32"],
+        "conv_bf16": gflop / seconds[f"{OURS}, bf16"],
         "matmul_fp32": matmul_gflops(torch.float32), "matmul_bf16": matmul_gflops(torch.bfloat16),
     }  # fmt: skip
     res["targets"] = check_targets(res)
@@ -285,10 +289,10 @@ def check_targets(res: dict) -> list[tuple[str, str, str, bool]]:
     """(label, measured, target, met) for each target of issue #6 that this run measures."""
     a, d, e = res["a_upscale_480x320"], res["d_gflops"], res["e_set5_q20"]
     prec = res["default_precision"]
-    t_default = a["seconds"]["jpegsr default (auto)"]
-    out = [(f"(a) default model, {prec}", f"{t_default:.3f} s", "<= 1.0 s",
+    t_default = a["seconds"][f"{OURS} (auto)"]
+    out = [(f"(a) {MODEL}, {prec}", f"{t_default:.3f} s", "<= 1.0 s",
             t_default <= TARGETS["a_default_s"])]  # fmt: skip
-    delta = abs(e["jpegsr default, bf16"]["psnr"] - e["jpegsr default, fp32"]["psnr"])
+    delta = abs(e[f"{OURS}, bf16"]["psnr"] - e[f"{OURS}, fp32"]["psnr"])
     out.append(("bf16 vs fp32 Set5 PSNR", f"{delta:.4f} dB", "<= 0.02 dB",
                 delta <= TARGETS["bf16_psnr_delta_db"]))  # fmt: skip
     rss = res["b_peak_rss_mib_4000x3000_out"]
@@ -306,8 +310,8 @@ def check_targets(res: dict) -> list[tuple[str, str, str, bool]]:
         speedup = a["seconds"][peer] / t_default
         out.append(("speed-up over Real-ESRGAN", f"{speedup:.1f}x", ">= 20x",
                     speedup >= TARGETS["speedup_vs_realesrgan"]))  # fmt: skip
-        ours = e["jpegsr default, bf16" if prec == "bf16" else "jpegsr default, fp32"]["psnr"]
-        out.append(("Set5 PSNR, default vs Real-ESRGAN", f"{ours:.2f} vs {e[peer]['psnr']:.2f}",
+        ours = e[f"{OURS}, bf16" if prec == "bf16" else f"{OURS}, fp32"]["psnr"]
+        out.append((f"Set5 PSNR, {MODEL} vs Real-ESRGAN", f"{ours:.2f} vs {e[peer]['psnr']:.2f}",
                     "higher", ours > e[peer]["psnr"]))  # fmt: skip
     return out
 
