@@ -192,7 +192,9 @@ def main() -> None:
     hours = {st["run"]: st["hours"] for st in stages}
     for label, result, ok in targets:
         lines.append(f"| {label} | {result} | {'yes' if ok else '**no**'} |")
-    lines.append("")
+    lines += ["", "How many hours of this CPU each target would take if the gain per doubling of "
+              "training measured so far held: [`compute_curve.md`](compute_curve.md) "
+              "(`python scripts/compute_curve.py`).", ""]  # fmt: skip
     (RESULTS / "quality.md").write_text("\n".join(lines))
     out = {
         "qualities": table,
