@@ -103,14 +103,15 @@ def main() -> None:
         + "`. Points: benchmark Y-PSNR/SSIM (x4, `results/models/NAME_qQ.json`) against the "
         "CPU-equivalent hours of all training behind each model (GPU iterations at this "
         "CPU's measured s/iter, as in `results/quality.md`). Line: least squares against "
-        "log2(hours). Needed: the hours at which that line reaches the target. Gains per "
-        "doubling usually shrink, so the needed hours are optimistic.",
+        "log2(hours). Last point: the model with the most training. Needed: the hours at "
+        "which that line reaches the target. Gains per doubling usually shrink, so the "
+        "needed hours are optimistic.",
         "",
         "| point | CPU-equivalent hours |",
         "|---|---|",
         *(f"| {n} | {h:.2f} |" for n, (h, _) in curve.items()),
         "",
-        "| target | now | per doubling of training | needed (h of this CPU; budget "
+        "| target | last point | per doubling of training | needed (h of this CPU; budget "
         f"{TRAINING_BUDGET_H:.0f} h) |",
         "|---|---|---|---|",
     ]  # fmt: skip
