@@ -26,7 +26,7 @@ from make_quality_table import (
     RESULTS,
     SETS,
     TRAINING_BUDGET_H,
-    cpu_seconds_per_gpu_iteration,
+    cpu_equivalent_hours,
     load,
     training_stages,
 )
@@ -40,12 +40,8 @@ TARGET_QUALITIES = [10, 20, 30, 50]
 
 def lineage_hours(name: str) -> float:
     """CPU-equivalent hours of a shipped model and its ancestors (GPU iterations converted)."""
-    spi = cpu_seconds_per_gpu_iteration()
-    hours = 0.0
-    for ancestor in LINEAGE[: LINEAGE.index(name) + 1]:
-        for st in training_stages(ancestor):
-            hours += st["hours"] if st["device"] == "cpu" else st["iterations"] * spi / 3600
-    return hours
+    ancestors = LINEAGE[: LINEAGE.index(name) + 1]
+    return cpu_equivalent_hours([st for a in ancestors for st in training_stages(a)])
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
