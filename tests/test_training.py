@@ -19,9 +19,9 @@ from jpegsr import degrade
 from jpegsr.config import ConfigError, TrainConfig, from_dict, load_config
 from jpegsr.data import (
     DataError,
+    TripletStore,
     build_triplets,
     list_images,
-    sample_batch,
     split_train_val,
     to_unit_float,
 )
@@ -123,26 +123,59 @@ def test_learning_rate_schedules():
     assert learning_rate(cos, 100, 100) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_batches_are_aligned_augmented_and_reproducible(tmp_path):
+def _reference_crop(a: np.ndarray, y: int, x: int, p: int, t: int) -> np.ndarray:
+    """The slow, obvious crop + transform (numbered 2 * quarter_turns + flip)."""
+    out = np.rot90(a[y : y + p, x : x + p], t // 2)
+    return out[:, ::-1] if t % 2 else out
+
+
+def test_store_crops_equal_the_reference_crops(tmp_path):
     paths = list_images(_images(tmp_path / "d", n=4))
     train, val = split_train_val(paths, 1)
     assert len(train) == 3 and len(val) == 1 and not set(train) & set(val)
-    triplets = build_triplets(train, 4, [20], min_lr_side=8)
-    a = sample_batch(triplets, 4, 8, 4, seed=1, iteration=7)
-    b = sample_batch(triplets, 4, 8, 4, seed=1, iteration=7)
-    c = sample_batch(triplets, 4, 8, 4, seed=1, iteration=8)
-    assert a["lq"].shape == a["lr"].shape == (4, 3, 8, 8) and a["hr"].shape == (4, 3, 32, 32)
-    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["hr"], c["hr"])
-    raw = sample_batch(triplets, 4, 8, 4, seed=1, iteration=7, as_uint8=True)
-    assert raw["hr"].dtype == torch.uint8
-    assert all(torch.equal(to_unit_float(raw[k]), a[k]) for k in a)
-    # alignment: the clean LR crop is the MATLAB-bicubic downscale of the HR crop
-    # (rotation/flip commute with the separable, symmetric resize away from borders)
-    for i in range(4):
-        hr = (a["hr"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        lr = (a["lr"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.int64)
+    triplets = build_triplets(train, 4, [20, 50], min_lr_side=8)
+    store = TripletStore(triplets, 4)
+    plan = store.plan(64, 8, seed=1, iteration=7)
+    assert set(plan.transform) == set(range(8)) and set(plan.quality) == {0, 1}
+    got = {k: v.permute(0, 2, 3, 1).numpy() for k, v in store.cut(plan, 8).items()}
+    assert got["lq"].shape == got["lr"].shape == (64, 8, 8, 3)
+    assert got["hr"].shape == (64, 32, 32, 3) and got["hr"].dtype == np.uint8
+    for i in range(64):
+        t = triplets[plan.image[i]]
+        y, x, k = int(plan.y[i]), int(plan.x[i]), int(plan.transform[i])
+        lq = t.compressed[[20, 50][plan.quality[i]]]
+        assert np.array_equal(got["lq"][i], _reference_crop(lq, y, x, 8, k))
+        assert np.array_equal(got["lr"][i], _reference_crop(t.lr, y, x, 8, k))
+        assert np.array_equal(got["hr"][i], _reference_crop(t.hr, 4 * y, 4 * x, 32, k))
+
+
+def test_store_batches_are_aligned_reproducible_and_channels_last(tmp_path):
+    folder = _images(tmp_path / "d", n=3, size=64)
+    Image.fromarray(np.asarray(Image.open(folder / "img00.png"))[:, :40]).save(folder / "tall.png")
+    Image.fromarray(np.asarray(Image.open(folder / "img01.png"))[:40]).save(folder / "wide.png")
+    triplets = build_triplets(list_images(folder), 4, [20], min_lr_side=8)
+    store = TripletStore(triplets, 4)
+    assert store.lr.shape == (5, 16, 16, 3)  # 16 x 10 (turned) and 10 x 16 fit 16 x 16
+    assert sorted(map(tuple, store.sizes.tolist())) == [(10, 16), (10, 16), (16, 16), (16, 16),
+                                                        (16, 16)]  # fmt: skip
+    a = store.batch(32, 8, seed=1, iteration=7)
+    b = store.batch(32, 8, seed=1, iteration=7)
+    c = store.batch(32, 8, seed=1, iteration=8)
+    d = store.batch(32, 8, seed=1, iteration=7, rank=1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["hr"], c["hr"]) and not torch.equal(a["hr"], d["hr"])
+    assert a["hr"].is_contiguous(memory_format=torch.channels_last)
+    f = {k: to_unit_float(v) for k, v in a.items()}
+    assert f["hr"].dtype == torch.float32 and float(f["hr"].max()) <= 1.0
+    # alignment, turned images included: the clean LR crop is the MATLAB-bicubic downscale of
+    # the HR crop (rotation/flip commute with the separable, symmetric resize off the borders)
+    for i in range(32):
+        hr = a["hr"][i].permute(1, 2, 0).numpy()
+        lr = a["lr"][i].permute(1, 2, 0).numpy().astype(np.int64)
         down = degrade.imresize(hr, size=(8, 8)).astype(np.int64)
         assert np.abs(down[2:-2, 2:-2] - lr[2:-2, 2:-2]).max() <= 2
+    with pytest.raises(DataError, match="smaller than"):
+        store.plan(4, 12, seed=0, iteration=0)
 
 
 def _losses(log: Path) -> list[tuple[str, ...]]:

@@ -66,6 +66,7 @@ class TrainConfig:
     channels_last: bool = True
     threads: int = 0  # 0: torch's default
     device: Literal["cpu", "cuda"] = "cpu"  # cuda: train on a GPU (never needed; faster)
+    compile: bool = False  # torch.compile the network (falls back to eager if it fails)
     init_from: str = ""  # weights file to fine-tune from
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

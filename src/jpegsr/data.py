@@ -101,53 +101,139 @@ def split_train_val(paths: Sequence[Path], val_count: int) -> tuple[list[Path], 
     return train, val
 
 
-def _augment(arrays: list[np.ndarray], rot: int, flip: bool) -> list[np.ndarray]:
-    out = []
-    for a in arrays:
-        a = np.rot90(a, rot)
-        if flip:
-            a = a[:, ::-1]
-        out.append(np.ascontiguousarray(a))
-    return out
-
-
 def to_unit_float(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [0, 1] (on whatever device ``pixels`` is)."""
     return pixels.float().div_(255.0)
 
 
-def sample_batch(
-    triplets: Sequence[Triplet],
-    batch_size: int,
-    lr_patch: int,
-    scale: int,
-    seed: int,
-    iteration: int,
-    rank: int = 0,
-    as_uint8: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Aligned random crops (compressed LR, LR, HR) with random rotation and flip.
+# The 8 flips/rotations of a square patch, numbered 2 * k + flip: np.rot90 by k quarter
+# turns, then (flip = 1) a left-right mirror.
+N_TRANSFORMS = 8
 
-    Returns float tensors in [0, 1]: ``lq`` and ``lr`` (N,3,p,p) and ``hr`` (N,3,sp,sp).
-    A random JPEG quality is drawn per sample from those cached. ``as_uint8`` returns the
-    pixels unconverted (a quarter of the bytes to move to a GPU; see :func:`to_unit_float`).
+
+def transform_grid(patch: int) -> np.ndarray:
+    """(8, patch, patch, 2) int64: for each transform, the source (row, col) of every output
+    pixel, so ``crop[grid[t, ..., 0], grid[t, ..., 1]]`` is the transformed crop."""
+    coords = np.stack(np.meshgrid(np.arange(patch), np.arange(patch), indexing="ij"), -1)
+    grids = []
+    for k in range(4):
+        turned = np.rot90(coords, k, axes=(0, 1))
+        grids += [turned, turned[:, ::-1]]
+    return np.ascontiguousarray(np.stack(grids)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """What one batch cuts: per sample the image, JPEG quality index, LR top-left corner and
+    transform. Host integers (a few per sample), a pure function of (seed, iteration, rank)."""
+
+    image: np.ndarray
+    quality: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    transform: np.ndarray
+
+
+class TripletStore:
+    """Every training triplet as padded uint8 tensors on one device: the batch cache.
+
+    Portrait images are stored turned a quarter (the 8 random transforms make that
+    invisible to training), so one (N, H, W, 3) tensor per kind holds them all with little
+    padding. :meth:`batch` cuts aligned, transformed crops of every sample by one tensor
+    gather per kind on the device: no per-sample Python or NumPy in the training step.
     """
-    rng = np.random.default_rng([seed, iteration, rank])
-    lq_b, lr_b, hr_b = [], [], []
-    for _ in range(batch_size):
-        t = triplets[rng.integers(len(triplets))]
-        qs = sorted(t.compressed)
-        q = qs[rng.integers(len(qs))]
-        h, w = t.lr.shape[:2]
-        y, x = int(rng.integers(h - lr_patch + 1)), int(rng.integers(w - lr_patch + 1))
-        lr = t.lr[y : y + lr_patch, x : x + lr_patch]
-        lq = t.compressed[q][y : y + lr_patch, x : x + lr_patch]
-        hs, ws, hp = y * scale, x * scale, lr_patch * scale
-        hr = t.hr[hs : hs + hp, ws : ws + hp]
-        lq, lr, hr = _augment([lq, lr, hr], int(rng.integers(4)), bool(rng.integers(2)))
-        lq_b.append(lq)
-        lr_b.append(lr)
-        hr_b.append(hr)
-    batch = {"lq": lq_b, "lr": lr_b, "hr": hr_b}
-    pixels = {k: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2) for k, v in batch.items()}
-    return pixels if as_uint8 else {k: to_unit_float(v) for k, v in pixels.items()}
+
+    def __init__(
+        self, triplets: Sequence[Triplet], scale: int, device: str | torch.device = "cpu"
+    ) -> None:
+        if not triplets:
+            raise DataError("no training triplets to store")
+        self.scale = scale
+        self.device = torch.device(device)
+        self.qualities = sorted(triplets[0].compressed)
+        if any(sorted(t.compressed) != self.qualities for t in triplets):
+            raise DataError("every triplet must hold the same JPEG qualities")
+        turned = [t.lr.shape[0] > t.lr.shape[1] for t in triplets]
+
+        def upright(a: np.ndarray, turn: bool) -> np.ndarray:
+            return np.rot90(a) if turn else a
+
+        self.sizes = np.array(
+            [upright(t.lr, r).shape[:2] for t, r in zip(triplets, turned, strict=True)]
+        )
+        h, w = self.sizes.max(axis=0)
+        n, nq = len(triplets), len(self.qualities)
+        lr = np.zeros((n, h, w, 3), np.uint8)
+        lq = np.zeros((n, nq, h, w, 3), np.uint8)
+        hr = np.zeros((n, h * scale, w * scale, 3), np.uint8)
+        for i, (t, turn) in enumerate(zip(triplets, turned, strict=True)):
+            th, tw = self.sizes[i]
+            lr[i, :th, :tw] = upright(t.lr, turn)
+            hr[i, : th * scale, : tw * scale] = upright(t.hr, turn)
+            for j, q in enumerate(self.qualities):
+                lq[i, j, :th, :tw] = upright(t.compressed[q], turn)
+        self.lr = torch.from_numpy(lr).to(self.device)
+        self.lq = torch.from_numpy(lq).to(self.device)
+        self.hr = torch.from_numpy(hr).to(self.device)
+        self._grids: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() for t in (self.lr, self.lq, self.hr))
+
+    def plan(
+        self, batch_size: int, lr_patch: int, seed: int, iteration: int, rank: int = 0
+    ) -> CropPlan:
+        """The crops of batch (seed, iteration, rank): vectorised draws, no per-sample loop."""
+        if (self.sizes < lr_patch).any():
+            raise DataError(f"a stored image is smaller than the {lr_patch} px patch")
+        rng = np.random.default_rng([seed, iteration, rank])
+        image = rng.integers(len(self), size=batch_size)
+        quality = rng.integers(len(self.qualities), size=batch_size)
+        h, w = self.sizes[image, 0], self.sizes[image, 1]
+        y = rng.integers(0, h - lr_patch + 1)
+        x = rng.integers(0, w - lr_patch + 1)
+        transform = rng.integers(N_TRANSFORMS, size=batch_size)
+        return CropPlan(image, quality, y, x, transform)
+
+    def _grid(self, patch: int) -> torch.Tensor:
+        if patch not in self._grids:
+            self._grids[patch] = torch.from_numpy(transform_grid(patch)).to(self.device)
+        return self._grids[patch]
+
+    def cut(self, plan: CropPlan, lr_patch: int) -> dict[str, torch.Tensor]:
+        """uint8 ``lq``, ``lr`` (N,3,p,p) and ``hr`` (N,3,sp,sp) on the store's device, in
+        channels_last memory layout (a permuted view of N,H,W,3)."""
+        s = self.scale
+        ints = np.stack([plan.image, plan.quality, plan.y, plan.x, plan.transform])
+        host = torch.from_numpy(ints)
+        if self.device.type == "cuda":  # a pinned copy does not make the host wait
+            host = host.pin_memory()
+        image, quality, y, x, transform = host.to(self.device, non_blocking=True)
+        g = self._grid(lr_patch)[transform]  # (N, p, p, 2)
+        gh = self._grid(lr_patch * s)[transform]
+        img = image[:, None, None]
+        rows, cols = y[:, None, None] + g[..., 0], x[:, None, None] + g[..., 1]
+        rows_h = (y * s)[:, None, None] + gh[..., 0]
+        cols_h = (x * s)[:, None, None] + gh[..., 1]
+        crops = {
+            "lq": self.lq[img, quality[:, None, None], rows, cols],
+            "lr": self.lr[img, rows, cols],
+            "hr": self.hr[img, rows_h, cols_h],
+        }
+        return {k: v.permute(0, 3, 1, 2) for k, v in crops.items()}
+
+    def batch(
+        self,
+        batch_size: int,
+        lr_patch: int,
+        seed: int,
+        iteration: int,
+        rank: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """Aligned random crops (compressed LR at a random stored quality, clean LR, HR),
+        each sample under one of the 8 flips/rotations, as uint8 on the store's device
+        (see :func:`to_unit_float`). The same (seed, iteration, rank) gives the same batch."""
+        return self.cut(self.plan(batch_size, lr_patch, seed, iteration, rank), lr_patch)

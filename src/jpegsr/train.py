@@ -10,7 +10,6 @@ that never stopped.
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import os
@@ -30,14 +29,13 @@ from jpegsr.config import ConfigError, OptimConfig, TrainConfig, to_dict
 from jpegsr.data import (
     DataError,
     Triplet,
+    TripletStore,
     build_triplets,
     list_images,
-    sample_batch,
     split_train_val,
-    to_unit_float,
 )
-from jpegsr.losses import LossWeights, TwoStageLoss
 from jpegsr.metrics import PSNR
+from jpegsr.train_step import TrainStep
 from jpegsr.weights_io import load_model, save_weights
 
 LOG_FIELDS = ["iteration", "loss", "sr", "recover", "cycle", "lr", "sec_per_iter"]
@@ -73,10 +71,6 @@ def _load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
     if not train:
         raise DataError(f"no training image is at least {config.data.lr_patch} px after downscale")
     return train, val
-
-
-def _model_input(batch: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
-    return batch["lq"] if config.data.input == "compressed" else batch["lr"]
 
 
 @torch.no_grad()
@@ -149,25 +143,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     run_dir.mkdir(parents=True, exist_ok=True)
 
     train_set, val_set = _load_data(config)
-    descriptor = models.describe(config.model, config.data.scale)
+    store = TripletStore(train_set, config.data.scale, config.device)
+    del train_set  # the store holds the pixels now
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.data.scale)
     if config.init_from:
         model.load_state_dict(load_model(config.init_from).module.state_dict())
-    model = model.to(config.device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ema = copy.deepcopy(model).eval() if config.optim.ema_decay else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, betas=config.optim.betas)
-    criterion = TwoStageLoss(LossWeights(**to_dict(config)["loss"]))
+    step = TrainStep(model, config, world)
 
     start = 0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=config.device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
+        step.load_state(state)
         start = int(state["iteration"])
         elapsed_before = float(state.get("wall_seconds", 0.0))
     else:
@@ -178,8 +165,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         _truncate_log(val_path, start)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    net.train()
     per_rank = config.batch_size // world
     bar = tqdm(
         total=config.iterations,
@@ -192,68 +177,30 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if config.device == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest kernels once
     for it in range(start, config.iterations):
-        pixels = sample_batch(
-            train_set,
-            per_rank,
-            config.data.lr_patch,
-            config.data.scale,
-            config.seed,
-            it,
-            rank,
-            as_uint8=True,
-        )
+        pixels = store.batch(per_rank, config.data.lr_patch, config.seed, it, rank)
         lr_now = learning_rate(config.optim, it, config.iterations)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        # move uint8 (pinned on a GPU machine, so the copy overlaps compute), convert there
-        if config.device == "cuda":
-            pixels = {k: v.pin_memory() for k, v in pixels.items()}
-        batch = {
-            k: to_unit_float(v.to(config.device, non_blocking=True)) for k, v in pixels.items()
-        }
-        x = _model_input(batch, config)
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
-            out = net(x)
-        recovered, sr = (out[0], out[1]) if descriptor.two_stage else (None, out)
-        loss, terms = criterion(recovered, sr, batch["lr"], batch["hr"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        if ema is not None:
-            with torch.no_grad():
-                # warm the average up so it does not keep the random init for long
-                d = min(config.optim.ema_decay, (1 + it) / (10 + it))
-                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(pm, 1 - d)
+        out = step(pixels, lr_now, it)
         done = it + 1
         bar.update(1)
+        # reading a loss makes a GPU wait: only at log points
         if rank == 0 and (done % config.log_every == 0 or done == config.iterations):
             now = time.perf_counter()
-            row = {"iteration": done, "loss": f"{float(loss.detach()):.6f}", "lr": f"{lr_now:.3e}"}
-            row.update({k: f"{float(v):.6f}" for k, v in terms.items()})
+            row = {"iteration": done, "loss": f"{float(out.loss):.6f}", "lr": f"{lr_now:.3e}"}
+            row.update({k: f"{float(v):.6f}" for k, v in out.terms.items()})
             row["sec_per_iter"] = f"{(now - t_last) / (done - it_last):.4f}"
             t_last, it_last = now, done
             _append_row(log_path, LOG_FIELDS, row)
             bar.set_postfix(loss=row["loss"])
         if rank == 0 and (done % config.val_every == 0 or done == config.iterations):
-            score = validate(ema if ema is not None else model, val_set, config)
+            score = validate(step.exported, val_set, config)
             _append_row(
                 val_path, ["iteration", "val_psnr"], {"iteration": done, "val_psnr": f"{score:.4f}"}
             )
         if done % config.checkpoint_every == 0 or done == config.iterations:
             if rank == 0:
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "iteration": done,
-                    "wall_seconds": elapsed_before + time.time() - t0,
-                }
-                if ema is not None:
-                    state["ema"] = ema.state_dict()
+                state = step.state()
+                state["iteration"] = done
+                state["wall_seconds"] = elapsed_before + time.time() - t0
                 _save_checkpoint(ckpt_path, state)
             if world > 1:
                 dist.barrier()
@@ -263,7 +210,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if rank == 0:
         wall = elapsed_before + time.time() - t0
         save_weights(
-            ema if ema is not None else model,
+            step.exported,
             config.model,
             config.data.scale,
             weights_path,
