@@ -1,0 +1,222 @@
+"""Training speed of the shipped recipe: benchmarks/train_speed.{json,md}.
+
+    python benchmarks/train_speed.py                    # this machine's device (CPU here)
+    python benchmarks/train_speed.py --device cuda      # on a lent GPU: adds/replaces its rows
+    python benchmarks/train_speed.py --compile          # also time torch.compile of the step
+
+The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast,
+channels_last, fused Adam, EMA, random JPEG quality per sample; batches cut on the device
+from :class:`jpegsr.data.TripletStore` (real training images when found, else synthetic).
+For batch 16 x 48 px and 64 x 64 px it reports ms per iteration (median of timed windows),
+samples/s, the share of an iteration spent cutting the batch, and the convolution FLOP rate
+(forward + backward ~= 3x forward) against the dense matmul rate measured on the same device
+in the same precision. Rows of other devices already in the JSON are kept, so the CPU and a
+GPU row sit side by side; the Markdown is rebuilt from the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jpegsr import models
+from jpegsr.benchmark import cpu_model
+from jpegsr.config import TrainConfig, from_dict
+from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
+from jpegsr.train_step import TrainStep
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from speed import conv_flops  # noqa: E402
+
+SHAPES = ((16, 48), (64, 64))
+TRAIN_DIRS = ("../shared/datasets/train/BSD200", "../shared/datasets/train/T91")
+QUALITIES = [10, 15, 20, 25, 30, 35, 40, 50, 60, 70, 80, 90]
+TARGETS_MS = {("cpu", 16, 48): 250.0, ("cuda", 64, 64): 11.0}  # issue #12
+DATA_WAIT_TARGET = 0.10
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_ms(fn: Callable[[], object], device: str, iters: int, windows: int) -> float:
+    """Median over ``windows`` of the mean ms per call across ``iters`` calls."""
+    out = []
+    for _ in range(windows):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        sync(device)
+        out.append(1000 * (time.perf_counter() - t) / iters)
+    return statistics.median(out)
+
+
+def matmul_tflops(device: str) -> float:
+    n = 8192 if device == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    ms = median_ms(lambda: torch.mm(a, b), device, iters=10 if device == "cuda" else 2, windows=3)
+    return 2 * n**3 / (ms / 1000) / 1e12
+
+
+def training_triplets(n_images: int) -> list[Triplet]:
+    """Up to ``n_images`` real training images (packed copies first), else synthetic ones."""
+    for dirs in ((".gpu_data/BSD200", ".gpu_data/T91"), TRAIN_DIRS):
+        if all(Path(d).is_dir() for d in dirs):
+            paths = [p for d in dirs for p in list_images(d)]
+            step = max(1, len(paths) // n_images)
+            return build_triplets(paths[::step][:n_images], 4, QUALITIES, 64)
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n_images):
+        hr = rng.integers(0, 256, (320, 480, 3), dtype=np.uint8)
+        lr = hr[::4, ::4].copy()
+        out.append(Triplet(lr=lr, hr=hr, compressed={q: lr for q in QUALITIES}))
+    return out
+
+
+def machine(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()} ({platform.machine()}, {os.cpu_count()} cpu)"
+    return f"{cpu_model()} ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def measure(
+    store: TripletStore, device: str, batch: int, patch: int, compile_: bool, fast: bool
+) -> dict:
+    config = from_dict(
+        TrainConfig,
+        {
+            "name": "speed",
+            "model": "two_stage_slwsr32",
+            "iterations": 1,
+            "batch_size": batch,
+            "device": device,
+            "compile": compile_,
+            "data": {"lr_patch": patch, "qualities": QUALITIES},
+            "optim": {"ema_decay": 0.999},
+        },
+    )
+    torch.manual_seed(0)
+    step = TrainStep(models.build("two_stage_slwsr32", 4), config)
+    counter = iter(range(10**9))
+
+    def data() -> dict[str, torch.Tensor]:
+        return store.batch(batch, patch, seed=0, iteration=next(counter))
+
+    def iteration() -> None:
+        step(data(), 1e-4, next(counter))
+
+    gpu = device == "cuda"
+    warm = 15 if gpu else 3
+    if compile_:
+        warm += 2
+    for _ in range(warm):
+        iteration()
+    iters, windows = (50, 5) if gpu else ((4, 3) if not fast else (2, 2))
+    if not gpu and batch * patch * patch > 16 * 48 * 48:
+        iters = 2 if not fast else 1
+    step_ms = median_ms(iteration, device, iters, windows)
+    data_ms = median_ms(data, device, iters, windows)
+    x = torch.rand(batch, 3, patch, patch, device=device)
+    fwd_flop = conv_flops(step.model, x)
+    conv_tflops = 3 * fwd_flop / (step_ms / 1000) / 1e12
+    return {
+        "batch": batch,
+        "patch": patch,
+        "compile": compile_,
+        "ms_per_iter": round(step_ms, 2),
+        "samples_per_s": round(1000 * batch / step_ms, 1),
+        "data_ms": round(data_ms, 3),
+        "data_share": round(data_ms / step_ms, 4),
+        "conv_tflop_per_iter": round(3 * fwd_flop / 1e12, 4),
+        "conv_tflops": round(conv_tflops, 4),
+    }
+
+
+def render(rows: list[dict]) -> str:
+    lines = [
+        "# Training speed",
+        "",
+        "Written by `python benchmarks/train_speed.py` (add `--device cuda` on a GPU); the shipped",
+        "recipe (two-stage s-LWSR32, three L1 losses, bf16 autocast, channels_last, fused Adam,",
+        "EMA), batches cut on the device from `TripletStore`. `data` is the share of an",
+        "iteration spent cutting its batch; `conv/matmul` is the convolutions' FLOP rate over the",
+        "whole step (forward + backward counted as 3x forward) against a dense bf16 matmul",
+        "measured on the same device in the same run. Targets (issue #12): CPU <= 250 ms at",
+        "16 x 48 px; GPU <= 11 ms at 64 x 64 px with data <= 10%.",
+        "",
+        "| device | machine | measured | batch x px | compile | ms/iter | samples/s | data |"
+        " conv TFLOP/s | matmul TFLOP/s | conv/matmul | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = TARGETS_MS.get((r["device"], r["batch"], r["patch"]))
+        if target is None:
+            verdict = ""
+        else:
+            ok = r["ms_per_iter"] <= target and (
+                r["device"] == "cpu" or r["data_share"] <= DATA_WAIT_TARGET
+            )
+            verdict = f"<= {target:g} ms: {'yes' if ok else '**no**'}"
+        lines.append(
+            f"| {r['device']} | {r['machine']} | {r['date']} | {r['batch']} x {r['patch']} | "
+            f"{'yes' if r['compile'] else 'no'} | {r['ms_per_iter']:.1f} | "
+            f"{r['samples_per_s']:.0f} | {100 * r['data_share']:.1f}% | "
+            f"{r['conv_tflops']:.3f} | {r['matmul_tflops']:.3f} | "
+            f"{r['conv_tflops'] / r['matmul_tflops']:.2f} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--images", type=int, default=40, help="training images to cache")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    parser.add_argument("--out", type=Path, default=HERE / "train_speed")
+    args = parser.parse_args()
+    device = args.device
+    store = TripletStore(training_triplets(args.images), 4, device)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    common = {
+        "device": device,
+        "machine": machine(device),
+        "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "matmul_tflops": round(matmul_tflops(device), 3),
+    }
+    rows = []
+    for compile_ in (False, True) if args.compile else (False,):
+        for batch, patch in SHAPES:
+            row = {**common, **measure(store, device, batch, patch, compile_, args.quick)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    json_path = args.out.with_suffix(".json")
+    kept = []
+    if json_path.exists():
+        kept = [r for r in json.loads(json_path.read_text())["rows"] if r["device"] != device]
+    all_rows = sorted(kept + rows, key=lambda r: (r["device"], r["compile"], r["batch"]))
+    json_path.write_text(json.dumps({"rows": all_rows}, indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(render(all_rows))
+    print(render(all_rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Everything one lent-GPU lease does, prepared as one command (run from the repo root on the
+# device machine, with .gpu_data/ carried: see scripts/pack_training_images.py):
+#
+#   bash scripts/gpu_lease.sh SECONDS
+#
+# 1. records the card and software; 2. measures the GPU rows of benchmarks/train_speed.json;
+# 3. continues the continuing run (configs/gpu/continuing.yaml) with one cosine schedule
+# sized by scripts/gpu_train.sh to what is left of SECONDS; 4. copies weights, logs and the
+# speed table to $OUT (at most 8 files come back from a lease). If the run is cut short its
+# last checkpoint's EMA weights are exported instead, marked partial.
+set -uo pipefail
+total=${1:?usage: gpu_lease.sh SECONDS}
+start=$(date +%s)
+out=${OUT:-out/gpu_lease}
+config=${CONFIG:-configs/gpu/continuing.yaml}
+device=${BENCH_DEVICE:-cuda}
+python=${PYTHON:-python3}
+mkdir -p "$out"
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+log=$out/gpu_lease_log.txt
+
+# 1. the machine
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  "$python" -c "import torch, PIL, numpy; print('torch', torch.__version__, 'pillow', \
+PIL.__version__, 'numpy', numpy.__version__)"; } 2>&1 | tee "$log"
+
+# 2. training speed on this device (rows of other devices in the JSON are kept)
+[ -z "${SKIP_BENCH:-}" ] && timeout 150 "$python" benchmarks/train_speed.py --device "$device" 2>&1 | tee -a "$log"
+cp benchmarks/train_speed.json benchmarks/train_speed.md "$out/"
+
+# 3. the continuing run, sized to what is left (15 s kept for step 4)
+left=$(( total - ($(date +%s) - start) - 15 ))
+echo "training budget: ${left} s" | tee -a "$log"
+if [ "$left" -lt 60 ]; then echo "too little time left to train" | tee -a "$log"; exit 1; fi
+name=$("$python" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$config")
+runs=${GPU_RUNS:-runs/gpu}
+rm -rf "${runs:?}/$name"
+CALIB_ITERS=${CALIB_ITERS:-300} GPU_RUNS=$runs PYTHON=$python \
+  timeout "$left" bash scripts/gpu_train.sh "$left" "$config" 2>&1 | tee -a "$log"
+
+# 4. bring back what the next stretch needs
+run=$runs/$name
+if [ ! -f "$run/model.safetensors" ] && [ -f "$run/checkpoint.pt" ]; then
+  echo "run cut short: exporting the last checkpoint's EMA (partial)" | tee -a "$log"
+  "$python" - "$config" "$run" <<'PY' 2>&1 | tee -a "$log"
+import sys
+from pathlib import Path
+import torch
+from jpegsr import models
+from jpegsr.config import load_config
+from jpegsr.weights_io import save_weights
+config, run = load_config(sys.argv[1]), Path(sys.argv[2])
+state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+model = models.build(config.model, config.data.scale)
+model.load_state_dict(state.get("ema", state["model"]))
+save_weights(model, config.model, config.data.scale, run / "model.safetensors", extra={
+    "run": config.name, "iterations": str(state["iteration"]), "partial": "true",
+    "wall_seconds": f"{state['wall_seconds']:.0f}", "device": config.device})
+PY
+fi
+for f in model.safetensors train_log.csv val_log.csv config.yaml; do
+  [ -f "$run/$f" ] && cp "$run/$f" "$out/"
+done
+echo "lease script done in $(( $(date +%s) - start )) s" | tee -a "$log"
