@@ -83,14 +83,16 @@ def resize_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def imresize_torch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Differentiable bicubic resize of NCHW floats, identical to :func:`resize_float`."""
-    rh = _resize_matrix_torch(x.shape[-2], size[0]).to(x.device)
-    rw = _resize_matrix_torch(x.shape[-1], size[1]).to(x.device)
+    rh = _resize_matrix_torch(x.shape[-2], size[0], x.device)
+    rw = _resize_matrix_torch(x.shape[-1], size[1], x.device)
     return rh @ x.float() @ rw.T
 
 
 @lru_cache(maxsize=64)
-def _resize_matrix_torch(in_length: int, out_length: int) -> torch.Tensor:
-    return torch.tensor(resize_matrix(in_length, out_length), dtype=torch.float32)
+def _resize_matrix_torch(in_length: int, out_length: int, device: torch.device) -> torch.Tensor:
+    """Cached per device: copying it to a GPU every step would make the host wait."""
+    matrix = torch.tensor(resize_matrix(in_length, out_length), dtype=torch.float32)
+    return matrix.to(device)
 
 
 def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
