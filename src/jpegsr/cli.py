@@ -54,6 +54,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return run_benchmark_command(args)
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from jpegsr.validation import run_validate_command
+
+    return run_validate_command(args)
+
+
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from jpegsr.inference import upscale_command
 
@@ -71,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_upscale_arguments(p)
     p.set_defaults(func=_cmd_upscale)
+
+    p = sub.add_parser("validate", help="per-image validation scores; paired gains vs a model")
+    from jpegsr.validation import add_validate_arguments
+
+    add_validate_arguments(p)
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("benchmark", help="PSNR/SSIM of a method on benchmark sets")
     from jpegsr.benchmark import add_benchmark_arguments

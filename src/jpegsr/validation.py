@@ -1,0 +1,209 @@
+"""Choosing between models: per-image Y-PSNR on validation images and paired gains.
+
+The validation images are Sun-Hays 80 (``validation/SunHays80`` of the data root: for choosing
+only, never for training) and the 10 training images every config holds out; never the
+benchmark sets. A candidate is compared with a reference image by image, so the scene-to-
+scene spread cancels: the mean of the per-image differences and its standard error say
+whether a gain is real. The shipping rule (issue #12): the gain at q=20 exceeds twice its
+standard error and no quality drops by more than 0.02 dB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jpegsr import metrics
+from jpegsr.data import list_images, read_rgb, split_train_val
+from jpegsr.degrade import degrade
+from jpegsr.inference import upscale_array
+from jpegsr.weights_io import LoadedModel
+
+QUALITIES = (10, 20, 30, 50)
+SHIP_QUALITY = 20
+SHIP_MIN_SE = 2.0  # the gain at SHIP_QUALITY must exceed this many standard errors
+SHIP_MAX_DROP_DB = 0.02  # ... and no quality may drop by more than this
+TRAIN_DIRS = ("train/BSD200", "train/T91")
+HELD_OUT = 10  # the training images every config holds out (data.val_count)
+
+Scores = dict[str, dict[str, float]]  # image name -> str(quality) -> Y-PSNR
+
+
+def validation_images(data_root: Path) -> list[Path]:
+    """Sun-Hays 80 plus the held-out training images, in a fixed order."""
+    train = [p for d in TRAIN_DIRS for p in list_images(data_root / d)]
+    return list_images(data_root / "validation" / "SunHays80") + split_train_val(train, HELD_OUT)[1]
+
+
+def image_key(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def score(
+    loaded: LoadedModel,
+    paths: Sequence[Path],
+    qualities: Sequence[int] = QUALITIES,
+    on_image: Callable[[int], None] | None = None,
+) -> Scores:
+    """Y-PSNR (x4, border 4, fp32 inference) of ``loaded`` on every image at every quality."""
+    out: Scores = {}
+    for i, path in enumerate(paths):
+        hr = read_rgb(path)
+        row = {}
+        for q in qualities:
+            lq, _, hr_crop = degrade(hr, 4, q)
+            sr = upscale_array(loaded, lq, bf16="fp32")
+            row[str(q)] = float(metrics.psnr(sr, hr_crop, border=4))
+        out[image_key(path)] = row
+        if on_image:
+            on_image(i)
+    return out
+
+
+@dataclass(frozen=True)
+class PairedGain:
+    quality: int
+    mean_db: float  # candidate minus reference, averaged over images
+    se_db: float  # standard error of that mean
+    n: int
+
+    @property
+    def z(self) -> float:
+        return self.mean_db / self.se_db if self.se_db > 0 else math.inf * np.sign(self.mean_db)
+
+
+def paired_gains(
+    candidate: Scores, reference: Scores, qualities: Sequence[int]
+) -> list[PairedGain]:
+    """Per-quality mean and standard error of the per-image PSNR difference."""
+    images = sorted(set(candidate) & set(reference))
+    if len(images) < 2:
+        raise ValueError("need at least two images scored by both models")
+    gains = []
+    for q in qualities:
+        d = np.array([candidate[i][str(q)] - reference[i][str(q)] for i in images])
+        gains.append(
+            PairedGain(q, float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d))
+        )
+    return gains
+
+
+def ship_verdict(gains: Sequence[PairedGain]) -> tuple[bool, str]:
+    """Whether the candidate may replace the reference, and why (one line)."""
+    by_q = {g.quality: g for g in gains}
+    main = by_q.get(SHIP_QUALITY)
+    if main is None:
+        raise ValueError(f"no gain measured at q={SHIP_QUALITY}")
+    drops = [g for g in gains if g.mean_db < -SHIP_MAX_DROP_DB]
+    if drops:
+        worst = min(drops, key=lambda g: g.mean_db)
+        return False, f"drops {worst.mean_db:+.3f} dB at q={worst.quality}"
+    if main.mean_db <= SHIP_MIN_SE * main.se_db:
+        return False, (
+            f"q={SHIP_QUALITY} gain {main.mean_db:+.4f} dB is within {SHIP_MIN_SE:g} standard "
+            f"errors ({main.se_db:.4f} dB)"
+        )
+    return True, f"q={SHIP_QUALITY} gain {main.mean_db:+.4f} dB = {main.z:.1f} standard errors"
+
+
+# --- `jpegsr validate` ------------------------------------------------------------------------
+DEFAULT_ROOT = Path("../shared/datasets")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def scores_for(
+    name_or_path: str, label: str, data_root: Path, out_dir: Path, progress: bool = True
+) -> Scores:
+    """The model's per-image scores: from ``out_dir/<label>.json`` when it holds these very
+    weights and images, else measured (minutes on a CPU) and written there."""
+    import json
+    import sys
+
+    from jpegsr.weights_io import load_model, resolve
+
+    path = Path(resolve(name_or_path))
+    paths = validation_images(data_root)
+    keys = [image_key(p) for p in paths]
+    cache = out_dir / f"{label}.json"
+    sha = _sha256(path)
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("weights_sha256") == sha and list(saved["scores"]) == keys:
+            return saved["scores"]
+    loaded = load_model(path)
+
+    def tick(i: int) -> None:
+        if progress:
+            print(f"\r{label}: {i + 1}/{len(paths)} images", end="", file=sys.stderr, flush=True)
+
+    scores = score(loaded, paths, QUALITIES, tick)
+    if progress:
+        print(file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"weights": str(name_or_path), "weights_sha256": sha, "scores": scores}
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(cache)
+    return scores
+
+
+def comparison_table(label: str, reference: str, gains: Sequence[PairedGain]) -> str:
+    lines = [
+        f"{label} against {reference} on {gains[0].n} validation images (Y-PSNR, x4):",
+        "| JPEG q | gain dB | standard error dB | gain / SE |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {g.quality} | {g.mean_db:+.4f} | {g.se_db:.4f} | {g.z:+.1f} |" for g in gains]
+    ok, why = ship_verdict(gains)
+    lines.append(f"ship rule: {'PASS' if ok else 'fail'}: {why}")
+    return "\n".join(lines)
+
+
+def add_validate_arguments(p) -> None:  # noqa: ANN001 - an argparse parser
+    p.add_argument("weights", nargs="+", help="shipped model names or .safetensors paths")
+    p.add_argument("--against", help="reference model: print paired gains and the ship rule")
+    p.add_argument("--data-root", type=Path, default=DEFAULT_ROOT,
+                   help="folder holding validation/SunHays80 and train/{BSD200,T91}")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/validation"),
+                   help="per-image scores folder (reused for unchanged weights)")  # fmt: skip
+    p.add_argument("--label", action="append", default=[],
+                   help="name for each weights file's results (default: its stem)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
+    import json
+
+    labels = args.label + [Path(w).stem for w in args.weights[len(args.label) :]]
+    results = {}
+    for w, label in zip(args.weights, labels, strict=True):
+        results[label] = scores_for(w, label, args.data_root, args.out, not args.no_progress)
+    if args.against:
+        ref_label = Path(args.against).stem
+        reference = scores_for(args.against, ref_label, args.data_root, args.out,
+                               not args.no_progress)  # fmt: skip
+        for label, scores in results.items():
+            gains = paired_gains(scores, reference, QUALITIES)
+            ok, why = ship_verdict(gains)
+            print(comparison_table(label, ref_label, gains))
+            record = {
+                "candidate": label, "reference": ref_label, "ship": ok, "why": why,
+                "gains": [g.__dict__ for g in gains],
+                "command": "jpegsr validate " + " ".join(args.weights)
+                + f" --against {args.against}",
+            }  # fmt: skip
+            (args.out / f"{label}_vs_{ref_label}.json").write_text(json.dumps(record, indent=1))
+    else:
+        for label, scores in results.items():
+            means = {q: np.mean([s[str(q)] for s in scores.values()]) for q in QUALITIES}
+            print(label, " ".join(f"q{q}: {v:.3f}" for q, v in means.items()))
+    return 0

@@ -1,0 +1,93 @@
+"""Validation: paired gains, their standard error, the shipping rule, and `jpegsr validate`."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jpegsr import models
+from jpegsr.cli import main
+from jpegsr.validation import (
+    PairedGain,
+    paired_gains,
+    ship_verdict,
+    validation_images,
+)
+from jpegsr.weights_io import save_weights
+
+
+def _scores(values: dict[int, list[float]]) -> dict[str, dict[str, float]]:
+    n = len(next(iter(values.values())))
+    return {f"img{i}": {str(q): v[i] for q, v in values.items()} for i in range(n)}
+
+
+def test_paired_gain_is_the_mean_difference_with_its_standard_error():
+    ref = _scores({20: [20.0, 25.0, 30.0, 35.0]})
+    cand = _scores({20: [20.1, 25.3, 30.1, 35.1]})  # differences 0.1, 0.3, 0.1, 0.1
+    (g,) = paired_gains(cand, ref, [20])
+    d = np.array([0.1, 0.3, 0.1, 0.1])
+    assert g.n == 4 and g.mean_db == pytest.approx(0.15)
+    assert g.se_db == pytest.approx(d.std(ddof=1) / 2)
+    # the scene spread (20..35 dB) does not enter: only the differences do
+    assert g.se_db < 0.06
+    with pytest.raises(ValueError, match="two images"):
+        paired_gains({"a": {"20": 1.0}}, {"a": {"20": 1.0}}, [20])
+
+
+def test_ship_rule():
+    def gains(q20, se20, others):
+        return [PairedGain(20, q20, se20, 90)] + [PairedGain(q, m, 0.01, 90) for q, m in others]
+
+    ok, why = ship_verdict(gains(0.05, 0.01, [(10, 0.0), (50, -0.01)]))
+    assert ok and "5.0 standard errors" in why
+    ok, why = ship_verdict(gains(0.05, 0.03, [(10, 0.1)]))
+    assert not ok and "within 2 standard errors" in why
+    ok, why = ship_verdict(gains(0.2, 0.01, [(10, 0.1), (50, -0.03)]))
+    assert not ok and "q=50" in why
+    assert math.isinf(PairedGain(20, 0.1, 0.0, 3).z)
+
+
+def test_validation_images_are_sun_hays_and_held_out_training_images(tmp_path):
+    for folder, n in (("validation/SunHays80", 3), ("train/BSD200", 12), ("train/T91", 8)):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / folder / f"{i:02d}.png")
+    paths = validation_images(tmp_path)
+    assert [p.parent.name for p in paths[:3]] == ["SunHays80"] * 3
+    assert len(paths) == 13 and all(p.parent.name in ("BSD200", "T91") for p in paths[3:])
+
+
+def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for folder, n in (("validation/SunHays80", 2), ("train/BSD200", 10), ("train/T91", 2)):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / folder / f"{i:02d}.png")
+    weights = []
+    for seed in (0, 1):
+        torch_model = models.build("two_stage_slwsr16", 4)
+        weights.append(tmp_path / f"m{seed}.safetensors")
+        save_weights(
+            torch_model, "two_stage_slwsr16", 4, weights[-1], extra={"input": "compressed"}
+        )
+    out = tmp_path / "val"
+    args = ["validate", str(weights[0]), "--against", str(weights[1]), "--data-root",
+            str(tmp_path), "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "ship rule" in printed and "| 20 |" in printed
+    saved = json.loads((out / "m0.json").read_text())
+    assert len(saved["scores"]) == 12 and set(saved["scores"]["SunHays80/00.png"]) == {
+        "10", "20", "30", "50"}  # fmt: skip
+    record = json.loads((out / "m0_vs_m1.json").read_text())
+    assert record["gains"][0]["n"] == 12 and isinstance(record["ship"], bool)
+    # cached: a second run reads the scores back instead of measuring again
+    stamp = (out / "m0.json").stat().st_mtime_ns
+    assert main(args) == 0 and (out / "m0.json").stat().st_mtime_ns == stamp
+    # a missing data root is one line on stderr, not a traceback
+    assert main(["validate", str(weights[0]), "--data-root", str(tmp_path / "nope")]) != 0
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
