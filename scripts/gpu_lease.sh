@@ -43,21 +43,7 @@ CALIB_ITERS=${CALIB_ITERS:-300} GPU_RUNS=$runs PYTHON=$python \
 run=$runs/$name
 if [ ! -f "$run/model.safetensors" ] && [ -f "$run/checkpoint.pt" ]; then
   echo "run cut short: exporting the last checkpoint's EMA (partial)" | tee -a "$log"
-  "$python" - "$config" "$run" <<'PY' 2>&1 | tee -a "$log"
-import sys
-from pathlib import Path
-import torch
-from jpegsr import models
-from jpegsr.config import load_config
-from jpegsr.weights_io import save_weights
-config, run = load_config(sys.argv[1]), Path(sys.argv[2])
-state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-model = models.build(config.model, config.data.scale)
-model.load_state_dict(state.get("ema", state["model"]))
-save_weights(model, config.model, config.data.scale, run / "model.safetensors", extra={
-    "run": config.name, "iterations": str(state["iteration"]), "partial": "true",
-    "wall_seconds": f"{state['wall_seconds']:.0f}", "device": config.device})
-PY
+  "$python" scripts/export_checkpoint.py "$config" --out-dir "$runs" 2>&1 | tee -a "$log"
 fi
 for f in model.safetensors train_log.csv val_log.csv config.yaml; do
   [ -f "$run/$f" ] && cp "$run/$f" "$out/"

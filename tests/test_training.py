@@ -269,3 +269,20 @@ def test_gpu_driver_fits_iterations_to_the_budget(tmp_path):
         weights = tmp_path / "runs" / "gpu" / "fit" / "model.safetensors"
         assert load_model(weights).metadata["iterations"] == str(announced) and announced >= 100
         shutil.rmtree(tmp_path / "runs" / "gpu")
+
+
+def test_gpu_lease_script_brings_back_weights_and_logs(tmp_path):
+    """scripts/gpu_lease.sh on a CPU config (speed rows skipped): what a lease returns."""
+    config = _tiny_config(tmp_path, "lease", iterations=5, val_every=1000, log_every=5)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable, CALIB_ITERS="5", OMP_NUM_THREADS="1",
+               CONFIG=str(config), BENCH_DEVICE="cpu", SKIP_BENCH="1", OUT=str(out),
+               GPU_RUNS=str(tmp_path / "runs" / "gpu"))  # fmt: skip
+    run = subprocess.run(["bash", "scripts/gpu_lease.sh", "90"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "train_log.csv", "gpu_lease_log.txt", "config.yaml"} <= names
+    assert len(names) <= 8  # what a lease can bring back
+    iterations = load_model(out / "model.safetensors").metadata["iterations"]
+    assert f"training {iterations} iterations" in (out / "gpu_lease_log.txt").read_text()

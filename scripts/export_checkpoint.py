@@ -1,0 +1,45 @@
+"""Export a run's last checkpoint as weights when the run was cut short (marked partial).
+
+    python scripts/export_checkpoint.py CONFIG.yaml [--out-dir DIR]
+
+writes ``<out_dir>/<name>/model.safetensors`` from ``checkpoint.pt`` beside it: the EMA
+weights when the run keeps an EMA, with the iteration count and wall time reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from jpegsr import models
+from jpegsr.config import load_config
+from jpegsr.weights_io import save_weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("--out-dir", help="the runs folder, if not the config's out_dir")
+    args = ap.parse_args()
+    config = load_config(args.config, {"out_dir": args.out_dir} if args.out_dir else None)
+    run = config.run_dir
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model = models.build(config.model, config.data.scale)
+    model.load_state_dict(state.get("ema", state["model"]))
+    extra = {
+        "run": config.name,
+        "iterations": str(state["iteration"]),
+        "partial": f"true (schedule of {config.iterations} iterations)",
+        "wall_seconds": f"{state['wall_seconds']:.0f}",
+        "device": config.device,
+        "train_dirs": ",".join(config.data.train_dirs),
+        "qualities": ",".join(map(str, config.data.qualities)),
+        "input": config.data.input,
+    }
+    save_weights(model, config.model, config.data.scale, run / "model.safetensors", extra=extra)
+    print(f"exported iteration {state['iteration']} to {run / 'model.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()
