@@ -60,6 +60,10 @@ from jpegsr.weights_io import (
 # is 1024 x 1024 SR): peak memory then no longer grows with the image.
 MAX_PASS_SIDE = 256
 DEFAULT_OVERLAP = 16
+# Mirrored context added on every side of the image and cropped off the result. The network
+# pads each convolution with zeros, which the image's own borders would otherwise see: without
+# it a flat image came back with corners 35 levels off and a 1x1 image in the wrong colour.
+BORDER = 8
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
@@ -185,6 +189,14 @@ def _pad_bottom_right(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     return x
 
 
+def _pad_border(x: torch.Tensor, b: int) -> torch.Tensor:
+    """Mirror ``b`` pixels on every side (edge replication where the image is smaller)."""
+    if b == 0:
+        return x
+    small = min(x.shape[-2:]) <= b
+    return F.pad(x, (b, b, b, b), mode="replicate" if small else "reflect")
+
+
 def _spans(size: int, tile: int, overlap: int, min_size: int) -> list[tuple[int, int, int, int]]:
     """(start, stop) of each tile along one axis and (start, stop) of its context."""
     if tile <= 0 or tile >= size:
@@ -235,8 +247,9 @@ def upscale_array(
     h, w, c = pixels.shape
     if h == 0 or w == 0:
         raise ValueError("image has no pixels")
-    hp = max(_round_up(h, m), _round_up(desc.min_size, m))
-    wp = max(_round_up(w, m), _round_up(desc.min_size, m))
+    b = BORDER  # mirrored context on every side, cropped off the result
+    hp = max(_round_up(h + 2 * b, m), _round_up(desc.min_size, m))
+    wp = max(_round_up(w + 2 * b, m), _round_up(desc.min_size, m))
     ov = _round_up(overlap, m)
     if tile is None:
         tile = auto_tile(hp, wp, overlap, m)
@@ -252,17 +265,20 @@ def upscale_array(
     x = torch.from_numpy(pixels).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
     if c == 1:
         x = x.expand(1, 3, h, w)
-    x = _pad_bottom_right(x, hp - h, wp - w)
+    x = _pad_border(x, b)
+    x = _pad_bottom_right(x, hp - h - 2 * b, wp - w - 2 * b)
     luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
     out = np.empty((h * s, w * s, c), dtype=np.uint8)
 
     half = use_bf16(bf16, device)
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=half):
         for y0, y1, cy0, cy1 in _spans(hp, tile, ov, min_ctx):
-            if y0 >= h:
+            ky0, ky1 = max(y0, b), min(y1, b + h)  # the rows of this tile the image keeps
+            if ky0 >= ky1:
                 continue
             for x0, x1, cx0, cx1 in _spans(wp, tile, ov, min_ctx):
-                if x0 >= w:
+                kx0, kx1 = max(x0, b), min(x1, b + w)
+                if kx0 >= kx1:
                     continue
                 patch = x[:, :, cy0:cy1, cx0:cx1].contiguous(memory_format=torch.channels_last)
                 sr = sr_output(module(patch)).float()
@@ -271,12 +287,14 @@ def upscale_array(
                         f"model {desc.name} returned {tuple(sr.shape)} for input "
                         f"{tuple(patch.shape)}; expected x{s}"
                     )
-                ys, xs = min(y1, h), min(x1, w)
-                sr = sr[:, :, (y0 - cy0) * s : (ys - cy0) * s, (x0 - cx0) * s : (xs - cx0) * s]
+                sr = sr[:, :, (ky0 - cy0) * s : (ky1 - cy0) * s, (kx0 - cx0) * s : (kx1 - cx0) * s]
                 if c == 1:
                     sr = (sr * luma).sum(dim=1, keepdim=True)
                 tile_u8 = sr.clamp(0, 1).mul(255).round().to(torch.uint8)
-                out[y0 * s : ys * s, x0 * s : xs * s] = tile_u8[0].permute(1, 2, 0).cpu().numpy()
+                oy, ox = (ky0 - b) * s, (kx0 - b) * s
+                out[oy : oy + tile_u8.shape[2], ox : ox + tile_u8.shape[3]] = (
+                    tile_u8[0].permute(1, 2, 0).cpu().numpy()
+                )
     return out
 
 
