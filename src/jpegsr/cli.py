@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jpegsr", description="x4 super-resolution of heavily compressed JPEGs"
     )
+    from jpegsr import __version__
+
+    parser.add_argument("--version", action="version", version=f"jpegsr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("upscale", help="upscale JPEG/PNG images x4 with a shipped model")

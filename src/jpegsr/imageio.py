@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import stat
 import threading
 import warnings
 from collections.abc import Iterable
@@ -46,6 +47,11 @@ DEFAULT_MAX_PIXELS = 25_000_000
 SAVE_FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG"}
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
+
+# Temporary outputs are ".jpegsr-<pid>-<hex>.tmp": short (a long output name must not make the
+# temporary name too long) and owned by a process, so one left by a killed run can be told
+# from one being written now (remove_stale_temporaries).
+TEMP_PREFIX = ".jpegsr-"
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
@@ -162,11 +168,36 @@ def image_to_arrays(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, lis
     return arr.copy(), None, notes
 
 
+def max_bytes_for(max_pixels: int | None) -> int | None:
+    """The file-size limit that goes with a pixel limit: 8 bytes a pixel (16-bit RGBA, the
+    largest uncompressed layout read here) plus 1 MiB of headers and metadata."""
+    return None if max_pixels is None else 8 * max_pixels + 2**20
+
+
+def _read_limited(path: Path, max_bytes: int | None) -> bytes:
+    """The file's bytes, refusing devices, FIFOs and sockets, and files over ``max_bytes``
+    (checked from the size before reading, and again while reading a file that grows)."""
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError("not a regular file (a device, FIFO or socket)")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise ImageLoadError(
+            f"file too large ({st.st_size} bytes, limit {max_bytes} with the pixel limit); "
+            "raise --max-pixels if the file is trusted"
+        )
+    with open(path, "rb") as f:
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageLoadError(f"file grew past {max_bytes} bytes while being read")
+    return data
+
+
 def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
     """Read the file and open it with Pillow, refusing bombs before decoding."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_limited(path, max_bytes_for(max_pixels))
     except FileNotFoundError:
         raise ImageLoadError("no such file") from None
     except IsADirectoryError:
@@ -236,28 +267,10 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except Image.DecompressionBombError:
         raise ImageLoadError(_too_many_pixels_message(im.size, max_pixels)) from None
 
-    exif_bytes = im.info.get("exif")
-    orientation = 1
-    try:
-        exif = im.getexif()
-        orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
-        if orientation != 1:
-            exif[_ORIENTATION_TAG] = 1
-            exif_bytes = exif.tobytes()
-        elif exif_bytes is None and len(exif):
-            exif_bytes = exif.tobytes()
-    except Exception as exc:  # unreadable EXIF must not lose the image
-        notes.append(f"EXIF unreadable, dropped: {_one_line(exc)}")
-        exif_bytes, orientation = None, 1
-    if isinstance(exif_bytes, str):
-        exif_bytes = exif_bytes.encode("latin-1")
-
+    orientation, exif_bytes = exif_orientation(im, notes)
     pixels, alpha, conv_notes = image_to_arrays(im)
     notes.extend(conv_notes)
-    method = _TRANSPOSE.get(orientation)
-    if method is not None:
-        pixels = _transpose(pixels, method)
-        alpha = None if alpha is None else _transpose(alpha[:, :, None], method)[:, :, 0]
+    pixels, alpha = apply_orientation(pixels, alpha, orientation)
 
     icc = im.info.get("icc_profile") or None
     if icc is not None:
@@ -276,6 +289,41 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         format=fmt,
         warnings=notes,
     )
+
+
+def exif_orientation(im: Image.Image, notes: list[str]) -> tuple[int, bytes | None]:
+    """(EXIF orientation, the EXIF to write with the upright result: orientation reset to 1).
+
+    The one orientation policy of files (:func:`load_image`) and PIL images
+    (:func:`jpegsr.upscale`). Unreadable EXIF is dropped with a note, never fatal.
+    """
+    exif_bytes = im.info.get("exif")
+    orientation = 1
+    try:
+        exif = im.getexif()
+        orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
+        if orientation != 1:
+            exif[_ORIENTATION_TAG] = 1
+            exif_bytes = exif.tobytes()
+        elif exif_bytes is None and len(exif):
+            exif_bytes = exif.tobytes()
+    except Exception as exc:  # unreadable EXIF must not lose the image
+        notes.append(f"EXIF unreadable, dropped: {_one_line(exc)}")
+        exif_bytes, orientation = None, 1
+    if isinstance(exif_bytes, str):
+        exif_bytes = exif_bytes.encode("latin-1")
+    return orientation, exif_bytes or None
+
+
+def apply_orientation(
+    pixels: np.ndarray, alpha: np.ndarray | None, orientation: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Turn pixels (and alpha) upright for an EXIF orientation (1..8)."""
+    method = _TRANSPOSE.get(orientation)
+    if method is None:
+        return pixels, alpha
+    pixels = _transpose(pixels, method)
+    return pixels, None if alpha is None else _transpose(alpha[:, :, None], method)[:, :, 0]
 
 
 def _transpose(a: np.ndarray, method: Image.Transpose) -> np.ndarray:
@@ -362,7 +410,7 @@ def save_image(
         params.update(quality=WEBP_QUALITY)
 
     folder = path.parent
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    tmp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
         # os.open applies the umask, so the result gets normal permissions (unlike mkstemp).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -400,3 +448,31 @@ def _publish_no_clobber(tmp: Path, path: Path) -> None:
         if path.exists():
             raise ImageSaveError("output exists (use --overwrite to replace it)") from None
         os.replace(tmp, path)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete this tool's temporaries in ``folder`` whose writing process is gone (a run killed
+    mid-write); returns how many. Temporaries of running processes are left alone."""
+    removed = 0
+    for tmp in folder.glob(f"{TEMP_PREFIX}*.tmp"):
+        pid_text = tmp.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True

@@ -18,11 +18,14 @@ Alpha is not seen by the network: it is resized separately, bicubic, by Pillow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import functools
 import glob
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +41,14 @@ from jpegsr.imageio import (
     SAVE_FORMATS,
     ImageLoadError,
     ImageSaveError,
+    apply_orientation,
     arrays_to_image,
+    exif_orientation,
     icc_colour_space,
     image_to_arrays,
     jpeg_quality,
     load_image,
+    remove_stale_temporaries,
     save_image,
 )
 from jpegsr.models.registry import sr_output
@@ -64,6 +70,9 @@ DEFAULT_OVERLAP = 16
 # pads each convolution with zeros, which the image's own borders would otherwise see: without
 # it a flat image came back with corners 35 levels off and a 1x1 image in the wrong colour.
 BORDER = 8
+# An RGB image whose channels never differ by more than this is grey content (JPEG chroma
+# rounding of a grey image stays within it) and is upscaled as grey, output as R = G = B.
+GREY_TOLERANCE = 4
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
@@ -219,6 +228,18 @@ def auto_tile(height: int, width: int, overlap: int, size_multiple: int = 1) -> 
     return max(size_multiple, (MAX_PASS_SIDE - 2 * ov) // size_multiple * size_multiple)
 
 
+def is_grey_content(pixels: np.ndarray, rows: int = 256) -> bool:
+    """Whether every pixel of an RGB image has its channels within ``GREY_TOLERANCE`` levels
+    of each other (checked in blocks of rows, stopping at the first colourful one)."""
+    for y in range(0, pixels.shape[0], rows):
+        block = pixels[y : y + rows]
+        spread = np.maximum(np.maximum(block[..., 0], block[..., 1]), block[..., 2])
+        spread -= np.minimum(np.minimum(block[..., 0], block[..., 1]), block[..., 2])
+        if spread.max() > GREY_TOLERANCE:
+            return False
+    return True
+
+
 def upscale_array(
     loaded_model: LoadedModel,
     pixels: np.ndarray,
@@ -241,6 +262,11 @@ def upscale_array(
         raise ValueError(f"pixels must be H x W, H x W x 1 or H x W x 3, not {pixels.shape}")
     if (tile is not None and tile < 0) or overlap < 0:
         raise ValueError("tile and overlap must be >= 0")
+    if pixels.shape[2] == 3 and is_grey_content(pixels):
+        # grey stored as colour (a scanned print saved as a colour JPEG): upscale its luma and
+        # keep R = G = B, instead of letting the network invent colour speckles
+        luma = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[:, :, None]
+        return np.repeat(upscale_array(loaded_model, luma, tile, overlap, bf16), 3, axis=2)
     desc = loaded_model.descriptor
     module = loaded_model.module
     s, m = desc.scale, max(1, desc.size_multiple)
@@ -330,12 +356,19 @@ def upscale(
     loaded = resolve_model(model, quality)
     s = loaded.descriptor.scale
     if isinstance(image, Image.Image):
-        pixels, alpha, _ = image_to_arrays(image)
+        notes: list[str] = []
+        orientation, exif = exif_orientation(image, notes)
+        pixels, alpha, conversion_notes = image_to_arrays(image)
+        pixels, alpha = apply_orientation(pixels, alpha, orientation)
+        for note in notes + conversion_notes:
+            warnings.warn(f"jpegsr: {note}", stacklevel=2)
         out = upscale_array(loaded, pixels, tile, overlap, bf16)
         result = arrays_to_image(out, None if alpha is None else upscale_alpha(alpha, s))
         icc = image.info.get("icc_profile")
         if icc and icc_colour_space(icc) == ("GRAY" if out.shape[2] == 1 else "RGB"):
             result.info["icc_profile"] = icc
+        if exif:
+            result.info["exif"] = exif
         return result
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
@@ -387,17 +420,23 @@ def _is_within(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
 
 
-def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
-    """Image files (by suffix) in ``folder``; hidden files and the output folder are left out."""
+def _images_in(
+    folder: Path, recursive: bool, exclude: Path | None, others: list[Path] | None = None
+) -> list[Path]:
+    """Image files (by suffix) in ``folder``; hidden files and the output folder are left out.
+    Other visible files are appended to ``others`` (reported as skipped)."""
     found = []
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     for p in sorted(candidates):
         rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
             continue
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            if not _is_within(p.resolve(), exclude):
-                found.append(p)
+        if _is_within(p.resolve(), exclude):
+            continue
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(p)
+        elif others is not None:
+            others.append(p)
     return found
 
 
@@ -426,7 +465,9 @@ def collect_inputs(
         text = os.fspath(raw)
         p = Path(text)
         if p.is_dir():
-            images = _images_in(p, recursive, exclude)
+            others: list[Path] = []
+            images = _images_in(p, recursive, exclude, others)
+            skipped.extend((str(o), "no image file suffix") for o in others)
             if not images:
                 problems.append((text, "no image files in this folder"))
             for img in images:
@@ -434,7 +475,10 @@ def collect_inputs(
         elif p.exists():
             add(p)
         elif _has_glob(text):
-            matched = [Path(m) for m in sorted(glob.glob(text, recursive=recursive))]
+            # "**" means "any depth" whether or not --recursive is given (glob's own rule would
+            # read it as "*" and silently skip deeper files); --recursive also descends into
+            # the folders a pattern matches
+            matched = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             images = [m for m in matched if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
             if recursive:
                 for d in (m for m in matched if m.is_dir()):
@@ -478,6 +522,7 @@ def upscale_files(
     threads: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     *,
+    skip_existing: bool = False,
     overlap: int = DEFAULT_OVERLAP,
     bf16: bool | str | None = None,
     self_ensemble: bool = False,
@@ -491,7 +536,9 @@ def upscale_files(
     problem is recorded per file in the summary and, when given, passed to ``log`` as one line
     ``jpegsr: <file>: <reason>``. ``threads`` sets torch's thread count for the duration.
     ``progress=None`` shows the bar only on a terminal. ``model="auto"`` picks a shipped
-    model per file from the JPEG quality in its quantisation tables.
+    model per file from the JPEG quality in its quantisation tables. ``skip_existing`` keeps
+    outputs that already exist and counts them as skipped (resuming an interrupted batch);
+    this tool's temporaries left by a killed run are removed in every case.
     """
     fmt = fmt.lower()
     if fmt not in SAVE_FORMATS:
@@ -517,7 +564,9 @@ def upscale_files(
         return with_self_ensemble(loaded) if self_ensemble else loaded
 
     model_for(None)  # a model that cannot be loaded fails before any output is written
+    created = not out_dir.exists()
     _prepare_outdir(out_dir)
+    remove_stale_temporaries(out_dir)  # left by a run killed mid-write
     protect = [p.resolve() for p in files]
     protected = set(protect)
     claimed: dict[str, Path] = {}
@@ -527,24 +576,32 @@ def upscale_files(
     try:
         for src in tqdm(files, file=sys.stderr, unit="img", disable=_disable(progress)):
             name = str(src)
-            dst = output_path(out_dir, src, fmt, suffix)
-            key = os.path.normcase(str(dst.resolve()))
-            if dst.resolve() in protected:
-                report(summary.failed, name, f"output {dst} would overwrite an input file")
-                continue
-            if key in claimed:
-                report(
-                    summary.failed,
-                    name,
-                    f"output {dst} is already produced from {claimed[key]} "
-                    "(rename one of them or use --suffix)",
-                )
-                continue
-            claimed[key] = src
-            if not overwrite and dst.exists():
-                report(summary.failed, name, f"output {dst} exists (use --overwrite to replace)")
-                continue
-            try:
+            try:  # every per-file failure, output naming included, is this file's alone
+                dst = output_path(out_dir, src, fmt, suffix)
+                key = os.path.normcase(str(dst.resolve()))
+                if dst.resolve() in protected:
+                    report(summary.failed, name, f"output {dst} would overwrite an input file")
+                    continue
+                if key in claimed:
+                    report(
+                        summary.failed,
+                        name,
+                        f"output {dst} is already produced from {claimed[key]} "
+                        "(rename one of them or use --suffix)",
+                    )
+                    continue
+                claimed[key] = src
+                if not overwrite and dst.exists():
+                    if skip_existing:
+                        summary.skipped.append((name, f"output {dst} exists"))
+                    else:
+                        report(
+                            summary.failed,
+                            name,
+                            f"output {dst} exists (use --skip-existing to keep it, "
+                            "--overwrite to replace it)",
+                        )
+                    continue
                 image = load_image(src, max_pixels)
                 loaded = model_for(image.jpeg_quality)
                 for note in [*image.warnings, *quality_mismatch(loaded, image.jpeg_quality)]:
@@ -568,14 +625,28 @@ def upscale_files(
                 summary.ok.append((src, dst))
             except (ImageLoadError, ImageSaveError) as exc:
                 report(summary.failed, name, str(exc))
-            except MemoryError:
-                report(summary.failed, name, "out of memory (try a smaller --tile)")
             except Exception as exc:  # one bad image must not stop the batch
-                first = (str(exc).strip().splitlines() or [""])[0]
-                report(summary.failed, name, f"unexpected error: {type(exc).__name__}: {first}")
+                report(summary.failed, name, _failure_reason(exc))
     finally:
         torch.set_num_threads(old_threads)
+        if created and not summary.ok:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if empty: nothing was written, leave no trace
     return summary
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """One line for an unexpected per-file failure; allocation failures say what to do."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or any(
+        marker in text
+        for marker in ("out of memory", "alloc_cpu", "DefaultCPUAllocator", "not enough memory")
+    ):
+        return "out of memory (try a smaller --tile)"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return "output file name too long for the file system (use a shorter --suffix or rename)"
+    first = (text.strip().splitlines() or [""])[0]
+    return f"unexpected error: {type(exc).__name__}: {first}"
 
 
 def _disable(progress: bool | None) -> bool | None:
@@ -633,7 +704,13 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suffix", default="", metavar="TEXT", help="appended to each output file's stem"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep outputs that already exist, counted as skipped (resume a batch)",
+    )
     parser.add_argument(
         "--self-ensemble",
         action="store_true",
@@ -675,6 +752,7 @@ def upscale_command(args: argparse.Namespace) -> int:
             fmt=args.fmt,
             suffix=args.suffix,
             overwrite=args.overwrite,
+            skip_existing=args.skip_existing,
             recursive=args.recursive,
             threads=args.threads,
             max_pixels=args.max_pixels or None,
