@@ -128,6 +128,7 @@ def scores_for(
     import json
     import sys
 
+    from jpegsr.inference import BORDER
     from jpegsr.weights_io import load_model, resolve
 
     path = Path(resolve(name_or_path))
@@ -137,7 +138,9 @@ def scores_for(
     sha = _sha256(path)
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.get("weights_sha256") == sha and list(saved["scores"]) == keys:
+        # scores made before the mirrored border (BORDER) came in record none: 0
+        same_code = saved.get("inference_border", 0) == BORDER
+        if saved.get("weights_sha256") == sha and list(saved["scores"]) == keys and same_code:
             return saved["scores"]
     loaded = load_model(path)
 
@@ -149,7 +152,12 @@ def scores_for(
     if progress:
         print(file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"weights": str(name_or_path), "weights_sha256": sha, "scores": scores}
+    record = {
+        "weights": str(name_or_path),
+        "weights_sha256": sha,
+        "inference_border": BORDER,
+        "scores": scores,
+    }
     tmp = cache.with_name(cache.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(cache)
