@@ -53,7 +53,7 @@ def test_upscale_warns_when_jpeg_quality_is_far_from_training(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from jpegsr.inference import upscale_files
+    from jpegsr.batch import upscale_files
 
     loaded = LoadedModel(Nearest(), ModelDescriptor(name="n", scale=4), "t", {"qualities": "20"})
     rng = np.random.default_rng(0)

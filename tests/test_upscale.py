@@ -14,14 +14,9 @@ from torch import nn
 
 import jpegsr
 import jpegsr.inference as up
-from jpegsr.inference import (
-    add_upscale_arguments,
-    auto_tile,
-    upscale,
-    upscale_array,
-    upscale_command,
-    upscale_files,
-)
+from jpegsr.batch import upscale_files
+from jpegsr.cli import add_upscale_arguments, upscale_command
+from jpegsr.inference import auto_tile, upscale, upscale_array
 from jpegsr.models import ModelDescriptor
 from jpegsr.weights_io import LoadedModel
 
@@ -390,7 +385,7 @@ def test_files_auto_model_sees_each_files_jpeg_quality(tmp_path, monkeypatch):
     monkeypatch.setattr(up, "_load_cached", lambda name: standin())
     for q in (30, 70):
         Image.fromarray(_noise((16, 16, 3))).save(tmp_path / f"q{q}.jpg", quality=q)
-    summary = up.upscale_files([str(tmp_path / "q30.jpg"), str(tmp_path / "q70.jpg")],
+    summary = upscale_files([str(tmp_path / "q30.jpg"), str(tmp_path / "q70.jpg")],
                                tmp_path / "out", model="auto")  # fmt: skip
     assert summary.exit_code == 0
     assert seen == [None, 30, 70]  # the up-front load check, then one choice per file

@@ -144,34 +144,6 @@ def markdown_table(method: str, results: list[SetResult]) -> str:
     return f"{head}\n{sep}\n| {method} | {cells} |"
 
 
-def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--method",
-        required=True,
-        help="bicubic, a shipped model name, auto (what upscale picks for --quality) or a "
-        ".safetensors file; prefix 'denoise+' to "
-        "pre-denoise the compressed input (the paper's (M) rows)",
-    )
-    p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")
-    p.add_argument("--scale", type=int, default=4, choices=degrade.SCALES)
-    p.add_argument("--quality", type=int, default=degrade.DEFAULT_QUALITY, help="JPEG quality")
-    p.add_argument("--data-root", type=Path, help=f"folder of set folders ({DEFAULT_DATA_ROOT})")
-    p.add_argument("--json", type=Path, help="write the summary as JSON here")
-    p.add_argument("--out", type=Path, help="write per-image CSVs into this folder")
-    p.add_argument("--rgb", action="store_true", help="measure on RGB, not Y (AIM 2022 style)")
-    p.add_argument("--tile", type=int, help="tile size for model inference (default: auto)")
-    p.add_argument(
-        "--self-ensemble", action="store_true", help="models: average over 8 flips/rotations"
-    )
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "auto"),
-        default="fp32",
-        help="models: arithmetic (default %(default)s, the reference on every machine)",
-    )
-    p.add_argument("--no-progress", action="store_true")
-
-
 def run_benchmark_command(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         raise DataError(f"--quality must be in 1..100, got {args.quality}")

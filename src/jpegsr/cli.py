@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -61,9 +62,183 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    from jpegsr.inference import upscale_command
-
     return upscale_command(args)
+
+
+# --------------------------------------------------------------------------- upscale
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``upscale`` command's arguments (the flags of :class:`jpegsr.batch.BatchOptions`)."""
+    from jpegsr.imageio import DEFAULT_MAX_PIXELS
+    from jpegsr.inference import PRECISIONS
+    from jpegsr.weights_io import AUTO_MODEL
+
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns"
+    )
+    parser.add_argument(
+        "-o", "--outdir", default="upscaled", help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model",
+        default=AUTO_MODEL,
+        help="shipped model name or .safetensors path; auto picks a shipped model per file "
+        "from its JPEG quality (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=_non_negative_int,
+        default=None,
+        metavar="PX",
+        help="LR tile size in pixels; 0 = no tiling (default: automatic, bounded memory)",
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=["png", "webp", "jpg"],
+        default="png",
+        help="output format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--suffix", default="", metavar="TEXT", help="appended to each output file's stem"
+    )
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep outputs that already exist, counted as skipped (resume a batch)",
+    )
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average over 8 flips/rotations: slightly better, 8x slower",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic: auto = bf16 where the CPU runs it natively (faster, same quality: "
+        "see benchmarks/README.md), else fp32 (default: %(default)s)",
+    )
+    parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse larger inputs (decompression-bomb guard); 0 = no limit (default: %(default)s)",
+    )
+
+
+def upscale_command(args: argparse.Namespace) -> int:
+    """Run the ``upscale`` command; returns 0 all ok, 1 any failure, 2 usage error."""
+    from tqdm import tqdm
+
+    from jpegsr.batch import BatchOptions, OutputFolderError, upscale_files
+    from jpegsr.weights_io import WeightsError
+
+    def log(line: str) -> None:
+        tqdm.write(line, file=sys.stderr)
+
+    options = BatchOptions(
+        model=args.model,
+        tile=args.tile,
+        precision=args.precision,
+        self_ensemble=args.self_ensemble,
+        fmt=args.fmt,
+        suffix=args.suffix,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        recursive=args.recursive,
+        threads=args.threads,
+        max_pixels=args.max_pixels or None,
+    )
+    try:
+        summary = upscale_files(args.inputs, args.outdir, options, log=log)
+    except WeightsError as exc:
+        print(f"jpegsr: model {args.model}: {exc}", file=sys.stderr)
+        return 2
+    except OutputFolderError as exc:
+        print(f"jpegsr: {args.outdir}: {exc}", file=sys.stderr)
+        return 1
+    if summary.found == 0:
+        print("jpegsr: no input images found", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return summary.exit_code
+
+
+# --------------------------------------------------------------------------- benchmark, validate
+
+
+def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
+    from jpegsr import degrade
+    from jpegsr.benchmark import DEFAULT_DATA_ROOT, DEFAULT_SETS
+
+    p.add_argument(
+        "--method",
+        required=True,
+        help="bicubic, a shipped model name, auto (what upscale picks for --quality) or a "
+        ".safetensors file; prefix 'denoise+' to "
+        "pre-denoise the compressed input (the paper's (M) rows)",
+    )
+    p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")
+    p.add_argument("--scale", type=int, default=4, choices=degrade.SCALES)
+    p.add_argument("--quality", type=int, default=degrade.DEFAULT_QUALITY, help="JPEG quality")
+    p.add_argument("--data-root", type=Path, help=f"folder of set folders ({DEFAULT_DATA_ROOT})")
+    p.add_argument("--json", type=Path, help="write the summary as JSON here")
+    p.add_argument("--out", type=Path, help="write per-image CSVs into this folder")
+    p.add_argument("--rgb", action="store_true", help="measure on RGB, not Y (AIM 2022 style)")
+    p.add_argument("--tile", type=int, help="tile size for model inference (default: auto)")
+    p.add_argument(
+        "--self-ensemble", action="store_true", help="models: average over 8 flips/rotations"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="models: arithmetic (default %(default)s, the reference on every machine)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_validate_arguments(p: argparse.ArgumentParser) -> None:
+    from jpegsr.validation import DEFAULT_ROOT
+
+    p.add_argument("weights", nargs="+", help="shipped model names or .safetensors paths")
+    p.add_argument("--against", help="reference model: print paired gains and the ship rule")
+    p.add_argument("--data-root", type=Path, default=DEFAULT_ROOT,
+                   help="folder holding validation/SunHays80 and train/{BSD200,T91}")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/validation"),
+                   help="per-image scores folder (reused for unchanged weights)")  # fmt: skip
+    p.add_argument("--label", action="append", default=[],
+                   help="name for each weights file's results (default: its stem)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true")
+
+
+# --------------------------------------------------------------------------- the parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,20 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("upscale", help="upscale JPEG/PNG images x4 with a shipped model")
-    from jpegsr.inference import add_upscale_arguments
-
     add_upscale_arguments(p)
     p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser("validate", help="per-image validation scores; paired gains vs a model")
-    from jpegsr.validation import add_validate_arguments
-
     add_validate_arguments(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("benchmark", help="PSNR/SSIM of a method on benchmark sets")
-    from jpegsr.benchmark import add_benchmark_arguments
-
     add_benchmark_arguments(p)
     p.set_defaults(func=_cmd_benchmark)
 

@@ -15,8 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from jpegsr.degrade import degrade, imresize, jpeg_roundtrip
-
-IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm")
+from jpegsr.imageio import IMAGE_SUFFIXES
 
 
 class DataError(ValueError):
@@ -29,7 +28,7 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
     pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(p for p in files if p.is_file())
 
 

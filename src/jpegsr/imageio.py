@@ -44,6 +44,10 @@ from jpegsr.degrade import estimate_jpeg_quality
 # (1.2 GB as 8-bit RGB), already far beyond the small JPEGs this tool is for.
 DEFAULT_MAX_PIXELS = 25_000_000
 
+# What a folder of images is made of, for upscaling and for training data alike.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm"}
+)
 SAVE_FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG"}
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95

@@ -176,18 +176,6 @@ def comparison_table(label: str, reference: str, gains: Sequence[PairedGain]) ->
     return "\n".join(lines)
 
 
-def add_validate_arguments(p) -> None:  # noqa: ANN001 - an argparse parser
-    p.add_argument("weights", nargs="+", help="shipped model names or .safetensors paths")
-    p.add_argument("--against", help="reference model: print paired gains and the ship rule")
-    p.add_argument("--data-root", type=Path, default=DEFAULT_ROOT,
-                   help="folder holding validation/SunHays80 and train/{BSD200,T91}")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("results/validation"),
-                   help="per-image scores folder (reused for unchanged weights)")  # fmt: skip
-    p.add_argument("--label", action="append", default=[],
-                   help="name for each weights file's results (default: its stem)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
-
-
 def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     import json
 
