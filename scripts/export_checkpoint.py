@@ -14,6 +14,7 @@ import torch
 
 from jpegsr import models
 from jpegsr.config import load_config
+from jpegsr.train import machine_description, run_metadata
 from jpegsr.weights_io import save_weights
 
 
@@ -27,16 +28,9 @@ def main() -> None:
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = models.build(config.model, config.data.scale)
     model.load_state_dict(state.get("ema", state["model"]))
-    extra = {
-        "run": config.name,
-        "iterations": str(state["iteration"]),
-        "partial": f"true (schedule of {config.iterations} iterations)",
-        "wall_seconds": f"{state['wall_seconds']:.0f}",
-        "device": config.device,
-        "train_dirs": ",".join(config.data.train_dirs),
-        "qualities": ",".join(map(str, config.data.qualities)),
-        "input": config.data.input,
-    }
+    machine = machine_description(config)  # it runs where the run ran
+    extra = run_metadata(config, state["iteration"], state["wall_seconds"], machine)
+    extra["partial"] = f"true (schedule of {config.iterations} iterations)"
     save_weights(model, config.model, config.data.scale, run / "model.safetensors", extra=extra)
     print(f"exported iteration {state['iteration']} to {run / 'model.safetensors'}")
 

@@ -1,8 +1,9 @@
 """The training loop behind ``jpegsr train CONFIG.yaml``.
 
-Reads top to bottom: set up (optionally distributed) -> data cache -> model, EMA, Adam ->
-resume from the last checkpoint -> iterate (bf16 autocast, channels_last) with CSV logs,
-validation on held-out training images and atomic checkpoints -> export safetensors.
+:func:`train` reads as numbered steps: 1. the run (optionally distributed) -> 2. the data,
+stored on the training device -> 3. model, EMA, Adam (resumed from the last checkpoint) ->
+4. iterate :class:`jpegsr.train_step.TrainStep` with CSV logs, validation on held-out
+training images and atomic checkpoints when due -> 5. export safetensors.
 Exact resume: batches depend only on (seed, iteration, rank) and the checkpoint holds the
 model, EMA and optimizer state, so a run killed and resumed logs the same losses as one
 that never stopped.
@@ -15,6 +16,7 @@ import math
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +92,7 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _machine(config: TrainConfig, world: int) -> str:
+def machine_description(config: TrainConfig, world: int = 1) -> str:
     """Where the run trained, for the model card."""
     where = f"{platform.machine()} {os.cpu_count()} cpu"
     if config.device == "cuda":
@@ -127,8 +129,43 @@ def _append_row(path: Path, fields: list[str], row: dict) -> None:
         w.writerow(row)
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train per ``config``; returns the exported weights path."""
+def run_metadata(
+    config: TrainConfig, iterations: int, wall_seconds: float, machine: str
+) -> dict[str, str]:
+    """What a run's weights file records about the run (model cards and budgets read it)."""
+    return {
+        "run": config.name,
+        "iterations": str(iterations),
+        "wall_seconds": f"{wall_seconds:.0f}",
+        "machine": machine,
+        "device": config.device,
+        "train_dirs": ",".join(config.data.train_dirs),
+        "qualities": ",".join(map(str, config.data.qualities)),
+        "input": config.data.input,
+    }
+
+
+@dataclass
+class _Run:
+    """Where a run stands: its folder, ranks, the iteration it (re)starts at, its clock."""
+
+    dir: Path
+    rank: int
+    world: int
+    start: int = 0
+    seconds_before: float = 0.0  # wall time of the run before this resume
+    t0: float = field(default_factory=time.time)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + time.time() - self.t0
+
+
+def _open_run(config: TrainConfig, resume: bool) -> _Run:
     rank, world = _distributed()
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda, but torch sees no GPU; use device: cpu")
@@ -136,96 +173,86 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_dir = config.run_dir
-    ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise ConfigError(f"{run_dir} already has a checkpoint; pass --resume or another name")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.device == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest kernels once
+    run = _Run(config.run_dir, rank, world)
+    if run.checkpoint.exists() and not resume:
+        raise ConfigError(f"{run.dir} already has a checkpoint; pass --resume or another name")
+    run.dir.mkdir(parents=True, exist_ok=True)
+    return run
 
-    train_set, val_set = _load_data(config)
-    store = TripletStore(train_set, config.data.scale, config.device)
-    del train_set  # the store holds the pixels now
+
+def _build_step(config: TrainConfig, run: _Run) -> TrainStep:
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.data.scale)
     if config.init_from:
         model.load_state_dict(load_model(config.init_from).module.state_dict())
-    step = TrainStep(model, config, world)
-
-    start = 0
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=config.device, weights_only=True)
+    step = TrainStep(model, config, run.world)
+    if run.checkpoint.exists():  # only reached with resume (see _open_run)
+        state = torch.load(run.checkpoint, map_location=config.device, weights_only=True)
         step.load_state(state)
-        start = int(state["iteration"])
-        elapsed_before = float(state.get("wall_seconds", 0.0))
-    else:
-        elapsed_before = 0.0
-    log_path, val_path = run_dir / "train_log.csv", run_dir / "val_log.csv"
-    if rank == 0:
-        _truncate_log(log_path, start)
-        _truncate_log(val_path, start)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        run.start = int(state["iteration"])
+        run.seconds_before = float(state.get("wall_seconds", 0.0))
+    if run.rank == 0:
+        _truncate_log(run.dir / "train_log.csv", run.start)
+        _truncate_log(run.dir / "val_log.csv", run.start)
+        (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    return step
 
-    per_rank = config.batch_size // world
-    bar = tqdm(
-        total=config.iterations,
-        initial=start,
-        disable=not progress or rank != 0,
-        desc=config.name,
-        dynamic_ncols=True,
-    )
-    t0, t_last, it_last = time.time(), time.perf_counter(), start
-    if config.device == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest kernels once
-    for it in range(start, config.iterations):
-        pixels = store.batch(per_rank, config.data.lr_patch, config.seed, it, rank)
+
+def _due(done: int, every: int, config: TrainConfig) -> bool:
+    return done % every == 0 or done == config.iterations
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train per ``config``; returns the exported weights path."""
+    # 1. the run: ranks, device, folder (refusing to overwrite one without --resume)
+    run = _open_run(config, resume)
+    # 2. the data, degraded once and stored on the training device
+    train_set, val_set = _load_data(config)
+    store = TripletStore(train_set, config.data.scale, config.device)
+    del train_set
+    # 3. model, EMA, optimizer, loss; state and logs from the checkpoint when resuming
+    step = _build_step(config, run)
+    # 4. iterate: one step per batch; log, validate and checkpoint when due
+    per_rank = config.batch_size // run.world
+    main_rank = run.rank == 0
+    bar = tqdm(total=config.iterations, initial=run.start, desc=config.name,
+               disable=not progress or not main_rank, dynamic_ncols=True)  # fmt: skip
+    t_last, it_last = time.perf_counter(), run.start
+    for it in range(run.start, config.iterations):
+        pixels = store.batch(per_rank, config.data.lr_patch, config.seed, it, run.rank)
         lr_now = learning_rate(config.optim, it, config.iterations)
         out = step(pixels, lr_now, it)
         done = it + 1
         bar.update(1)
-        # reading a loss makes a GPU wait: only at log points
-        if rank == 0 and (done % config.log_every == 0 or done == config.iterations):
+        if main_rank and _due(done, config.log_every, config):
+            # reading a loss makes a GPU wait: only here
             now = time.perf_counter()
             row = {"iteration": done, "loss": f"{float(out.loss):.6f}", "lr": f"{lr_now:.3e}"}
             row.update({k: f"{float(v):.6f}" for k, v in out.terms.items()})
             row["sec_per_iter"] = f"{(now - t_last) / (done - it_last):.4f}"
             t_last, it_last = now, done
-            _append_row(log_path, LOG_FIELDS, row)
+            _append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
             bar.set_postfix(loss=row["loss"])
-        if rank == 0 and (done % config.val_every == 0 or done == config.iterations):
+        if main_rank and _due(done, config.val_every, config):
             score = validate(step.exported, val_set, config)
-            _append_row(
-                val_path, ["iteration", "val_psnr"], {"iteration": done, "val_psnr": f"{score:.4f}"}
-            )
-        if done % config.checkpoint_every == 0 or done == config.iterations:
-            if rank == 0:
-                state = step.state()
-                state["iteration"] = done
-                state["wall_seconds"] = elapsed_before + time.time() - t0
-                _save_checkpoint(ckpt_path, state)
-            if world > 1:
+            _append_row(run.dir / "val_log.csv", ["iteration", "val_psnr"],
+                        {"iteration": done, "val_psnr": f"{score:.4f}"})  # fmt: skip
+        if _due(done, config.checkpoint_every, config):
+            if main_rank:
+                state = step.state() | {"iteration": done, "wall_seconds": run.seconds}
+                _save_checkpoint(run.checkpoint, state)
+            if run.world > 1:
                 dist.barrier()
     bar.close()
-
-    weights_path = run_dir / "model.safetensors"
-    if rank == 0:
-        wall = elapsed_before + time.time() - t0
-        save_weights(
-            step.exported,
-            config.model,
-            config.data.scale,
-            weights_path,
-            extra={
-                "run": config.name,
-                "iterations": str(config.iterations),
-                "wall_seconds": f"{wall:.0f}",
-                "machine": _machine(config, world),
-                "device": config.device,
-                "train_dirs": ",".join(config.data.train_dirs),
-                "qualities": ",".join(map(str, config.data.qualities)),
-                "input": config.data.input,
-            },
-        )
-    if world > 1:
+    # 5. export the weights (the EMA when kept) with the run's metadata
+    weights_path = run.dir / "model.safetensors"
+    if main_rank:
+        machine = machine_description(config, run.world)
+        meta = run_metadata(config, config.iterations, run.seconds, machine)
+        save_weights(step.exported, config.model, config.data.scale, weights_path, extra=meta)
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return weights_path
