@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                    # this machine's device (CPU here)
     python benchmarks/train_speed.py --device cuda      # on a lent GPU: adds/replaces its rows
     python benchmarks/train_speed.py --compile          # also time torch.compile of the step
+    python benchmarks/train_speed.py --device cuda --compile --compile-mode reduce-overhead
 
 The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast,
 channels_last, fused Adam, EMA, random JPEG quality per sample; batches cut on the device
@@ -95,7 +96,13 @@ def machine(device: str) -> str:
 
 
 def measure(
-    store: TripletStore, device: str, batch: int, patch: int, compile_: bool, fast: bool
+    store: TripletStore,
+    device: str,
+    batch: int,
+    patch: int,
+    compile_: bool,
+    fast: bool,
+    mode: str = "default",
 ) -> dict:
     config = from_dict(
         TrainConfig,
@@ -106,6 +113,7 @@ def measure(
             "batch_size": batch,
             "device": device,
             "compile": compile_,
+            "compile_mode": mode,
             "data": {"lr_patch": patch, "qualities": QUALITIES},
             "optim": {"ema_decay": 0.999},
         },
@@ -137,7 +145,7 @@ def measure(
     return {
         "batch": batch,
         "patch": patch,
-        "compile": compile_,
+        "compile": compile_ and mode or False,
         "ms_per_iter": round(step_ms, 2),
         "samples_per_s": round(1000 * batch / step_ms, 1),
         "data_ms": round(data_ms, 3),
@@ -145,6 +153,13 @@ def measure(
         "conv_tflop_per_iter": round(3 * fwd_flop / 1e12, 4),
         "conv_tflops": round(conv_tflops, 4),
     }
+
+
+def _compile_label(value: bool | str) -> str:
+    """Rows record False, True (the default mode, older rows) or the mode's name."""
+    if value is True or value == "default":
+        return "yes"
+    return str(value) if value else "no"
 
 
 def render(rows: list[dict]) -> str:
@@ -174,7 +189,7 @@ def render(rows: list[dict]) -> str:
             verdict = f"<= {target:g} ms: {'yes' if ok else '**no**'}"
         lines.append(
             f"| {r['device']} | {r['machine']} | {r['date']} | {r['batch']} x {r['patch']} | "
-            f"{'yes' if r['compile'] else 'no'} | {r['ms_per_iter']:.1f} | "
+            f"{_compile_label(r['compile'])} | {r['ms_per_iter']:.1f} | "
             f"{r['samples_per_s']:.0f} | {100 * r['data_share']:.1f}% | "
             f"{r['conv_tflops']:.3f} | {r['matmul_tflops']:.3f} | "
             f"{r['conv_tflops'] / r['matmul_tflops']:.2f} | {verdict} |"
@@ -186,6 +201,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+    )
     parser.add_argument("--images", type=int, default=40, help="training images to cache")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "train_speed")
@@ -204,14 +224,19 @@ def main() -> int:
     rows = []
     for compile_ in (False, True) if args.compile else (False,):
         for batch, patch in SHAPES:
-            row = {**common, **measure(store, device, batch, patch, compile_, args.quick)}
+            mode = args.compile_mode
+            row = {**common, **measure(store, device, batch, patch, compile_, args.quick, mode)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     json_path = args.out.with_suffix(".json")
-    kept = []
+    kept, old_same_device = [], []
     if json_path.exists():
-        kept = [r for r in json.loads(json_path.read_text())["rows"] if r["device"] != device]
-    all_rows = sorted(kept + rows, key=lambda r: (r["device"], r["compile"], r["batch"]))
+        old = json.loads(json_path.read_text())["rows"]
+        kept = [r for r in old if r["device"] != device]
+        old_same_device = [r for r in old if r["device"] == device]
+    kept += [r for r in old_same_device if (r["compile"] or False) not in
+             {(r2["compile"] or False) for r2 in rows}]  # fmt: skip
+    all_rows = sorted(kept + rows, key=lambda r: (r["device"], str(r["compile"]), r["batch"]))
     json_path.write_text(json.dumps({"rows": all_rows}, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(render(all_rows))
     print(render(all_rows))

@@ -3,6 +3,7 @@
 # device machine, with .gpu_data/ carried: see scripts/pack_training_images.py):
 #
 #   bash scripts/gpu_lease.sh SECONDS
+#   BENCH_COMPILE=reduce-overhead bash scripts/gpu_lease.sh SECONDS   # + compiled speed rows
 #
 # 1. records the card and software; 2. measures the GPU rows of benchmarks/train_speed.json;
 # 3. continues the continuing run (configs/gpu/continuing.yaml) with one cosine schedule
@@ -27,6 +28,9 @@ PIL.__version__, 'numpy', numpy.__version__)"; } 2>&1 | tee "$log"
 
 # 2. training speed on this device (rows of other devices in the JSON are kept)
 [ -z "${SKIP_BENCH:-}" ] && timeout 150 "$python" benchmarks/train_speed.py --device "$device" 2>&1 | tee -a "$log"
+# BENCH_COMPILE=reduce-overhead (or default): also time torch.compile in that mode
+[ -n "${BENCH_COMPILE:-}" ] && timeout 240 "$python" benchmarks/train_speed.py --device "$device" \
+  --compile --compile-mode "$BENCH_COMPILE" 2>&1 | tee -a "$log"
 cp benchmarks/train_speed.json benchmarks/train_speed.md "$out/"
 
 # 3. the continuing run, sized to what is left (15 s kept for step 4)

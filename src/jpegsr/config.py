@@ -67,6 +67,8 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     device: Literal["cpu", "cuda"] = "cpu"  # cuda: train on a GPU (never needed; faster)
     compile: bool = False  # torch.compile the network (falls back to eager if it fails)
+    # torch.compile mode: "reduce-overhead" replays CUDA graphs (for a host-bound GPU step)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     init_from: str = ""  # weights file to fine-tune from
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

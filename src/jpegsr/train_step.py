@@ -51,7 +51,7 @@ class TrainStep:
         self.criterion = TwoStageLoss(LossWeights(**to_dict(config)["loss"]))
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
         self.net = net
-        self._forward = torch.compile(net) if config.compile else net
+        self._forward = torch.compile(net, mode=config.compile_mode) if config.compile else net
         self._compiled = config.compile
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
