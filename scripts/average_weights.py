@@ -7,7 +7,7 @@ where their average is often at least as good as either, for no training cost. V
 result (``scripts/select_auto_models.py --evaluate``) before shipping it. The output keeps the
 first file's metadata, with ``averaged_from`` naming the runs and the others' run, cost and
 device under ``also1_``, ``also2_``... keys, which ``results/quality.md``'s training budget
-counts (``scripts/make_quality_table.py``).
+counts (``jpegsr report quality``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #5's measurements: the shipped models at JPEG q = 10, 20, 30, 50 on the four sets,
-# beside bicubic (results/baselines), then results/quality.md. Existing results are kept.
+# beside bicubic (results/baselines), then `jpegsr report quality`. Existing results are kept.
 #   bash scripts/quality.sh [MODEL ...]     (default: every shipped model)
 set -euo pipefail
 sets=Set5,Set14,BSD100,Urban100
@@ -14,4 +14,4 @@ for q in 10 20 30 50; do
       --scale 4 --quality $q --json results/models/${m}_q$q.json --no-progress
   done
 done
-python scripts/make_quality_table.py
+jpegsr report quality

@@ -17,4 +17,4 @@ for row in "${rows[@]}"; do
       --json "results/table1/${row}_M.json" --no-progress ;;
   esac
 done
-python scripts/make_table1.py
+jpegsr report table1

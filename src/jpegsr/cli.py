@@ -55,6 +55,20 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return run_benchmark_command(args)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from jpegsr import reports
+
+    texts = reports.build(args.names)
+    if args.check:
+        stale = reports.stale(texts)
+        for path in stale:
+            print(f"jpegsr: {path}: differs from what `jpegsr report` builds", file=sys.stderr)
+        return EXIT_FAILED if stale else EXIT_OK
+    for path in reports.write(texts):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from jpegsr.validation import run_validate_command
 
@@ -253,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="upscale JPEG/PNG images x4 with a shipped model")
     add_upscale_arguments(p)
     p.set_defaults(func=_cmd_upscale)
+
+    p = sub.add_parser("report", help="rebuild derived tables from committed results")
+    from jpegsr.reports import REPORTS
+
+    p.add_argument("names", nargs="+", choices=[*REPORTS, "all"], metavar="NAME",
+                   help=f"one or more of {', '.join(REPORTS)}, or all")  # fmt: skip
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a committed file differs")  # fmt: skip
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("validate", help="per-image validation scores; paired gains vs a model")
     add_validate_arguments(p)

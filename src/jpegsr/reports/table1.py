@@ -1,29 +1,13 @@
-"""Assemble results/table1.md and results/table1.json from the benchmark JSONs written by
-scripts/table1.sh, with the paper's Table 1 beside our numbers.
-
-    python scripts/make_table1.py
-"""
+"""results/table1.md and .json: the paper's Table 1 beside our equal-budget rows, with the
+paper's claims checked on our numbers (the rows come from `bash scripts/table1.sh`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-SETS = ["Set5", "Set14", "BSD100", "Urban100"]
-# The paper's Table 1 (x4, JPEG q=20, Y-PSNR/SSIM), from ../shared/paper/README.md.
-PAPER = {
-    "DBPN": [(24.63, 0.6437), (23.33, 0.5629), (23.79, 0.5540), (21.26, 0.5372)],
-    "DBPN(M)": [(25.80, 0.7135), (24.17, 0.6060), (24.42, 0.5735), (22.08, 0.5845)],
-    "RCAN": [(24.45, 0.6355), (23.17, 0.5559), (23.65, 0.5367), (21.12, 0.5302)],
-    "RCAN(M)": [(25.76, 0.7123), (24.15, 0.6051), (24.40, 0.5725), (22.04, 0.5836)],
-    "s-LWSR32": [(24.73, 0.6487), (23.44, 0.5669), (23.86, 0.5467), (21.39, 0.5424)],
-    "s-LWSR32(M)": [(25.82, 0.7153), (24.21, 0.6087), (24.43, 0.5742), (22.10, 0.5860)],
-    "s-LWSR32(C-JPG)": [(26.34, 0.7488), (24.58, 0.6275), (24.63, 0.5874), (22.54, 0.6186)],
-    "two-stage, no cycle loss": None,
-    "two-stage + cycle loss (paper's model)": [
-        (26.37, 0.7525), (24.61, 0.6286), (24.64, 0.5882), (22.55, 0.6208)
-    ],
-}  # fmt: skip
+from jpegsr.reports.common import PAPER_TABLE1, RESULTS, SETS, cell
+
 # row label -> (our results file, the command that made it)
 ROWS = {
     "bicubic": "baselines/bicubic_q20.json",
@@ -59,8 +43,8 @@ def check_claims(table: dict[str, dict]) -> tuple[list[str], list[dict]]:
         "## The paper's claims under our budget",
         "",
         "Margin = Y-PSNR of the first row minus the second (dB); a claim holds on a set when the",
-        'margin is > 0 (>= 0 for "two-stage >= C-JPG"). Computed by this script from the',
-        "rows above.",
+        'margin is > 0 (>= 0 for "two-stage >= C-JPG"). Computed by `jpegsr report table1`',
+        "from the rows above.",
         "",
         "| claim | " + " | ".join(SETS) + " | holds |",
         "|---|" + "---|" * (len(SETS) + 1),
@@ -83,14 +67,15 @@ def check_claims(table: dict[str, dict]) -> tuple[list[str], list[dict]]:
     return lines, records
 
 
-def main() -> None:
-    root = Path("results")
+def build() -> dict[Path, str]:
+    """results/table1.md and .json from the benchmark JSONs of scripts/table1.sh."""
+    root = RESULTS
     lines = [
         "# Table 1: x4, JPEG q=20, Y-PSNR/SSIM (ours | paper)",
         "",
         "Every trained row: the config in `configs/table1/`, 2,000 iterations of batch 16",
         "(equal budget), trained on BSD200 + T91 on a 2-core CPU; made by `bash scripts/table1.sh`",
-        "then `python scripts/make_table1.py`. Each cell: ours, then the paper's in brackets.",
+        "then `jpegsr report table1`. Each cell: ours, then the paper's in brackets.",
         "Rows marked (M) run the same clean-trained model on input pre-denoised by",
         "`jpegsr.degrade.denoise` (OpenCV non-local means).",
         "",
@@ -102,11 +87,11 @@ def main() -> None:
     for label, rel in ROWS.items():
         path = root / rel
         ours = json.loads(path.read_text()) if path.exists() else None
-        paper = PAPER.get(label)
+        paper = PAPER_TABLE1.get(label)
         cells = []
         for i, s in enumerate(SETS):
             o = ours["sets"].get(s) if ours else None
-            text = f"{o['psnr']:.2f}/{o['ssim']:.4f}" if o else "not run"
+            text = cell(ours["sets"], s) if o else "not run"
             if paper:
                 text += f" ({paper[i][0]:.2f}/{paper[i][1]:.4f})"
             cells.append(text)
@@ -116,10 +101,7 @@ def main() -> None:
             commands.append(f"- {label}: `{ours['command']}`")
     claim_lines, claims = check_claims(table)
     lines += ["", *claim_lines, "", "## Commands", "", *commands, ""]
-    (root / "table1.md").write_text("\n".join(lines))
-    (root / "table1.json").write_text(json.dumps(table | {"claims": claims}, indent=2) + "\n")
-    print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()
+    return {
+        root / "table1.md": "\n".join(lines),
+        root / "table1.json": json.dumps(table | {"claims": claims}, indent=2) + "\n",
+    }

@@ -1,77 +1,28 @@
-"""Assemble results/quality.md/.json (issue #5): the shipped models at JPEG q = 10, 20, 30, 50
-on the four sets, bicubic and the paper beside them, the targets checked, training time summed.
-
-    python scripts/make_quality_table.py      (after bash scripts/quality.sh)
-
-Self-ensemble rows come from results/self_ensemble/*.json (``jpegsr benchmark ...
---self-ensemble --json results/self_ensemble/NAME.json``).
-"""
+"""results/quality.md and .json (issue #5): the shipped models at JPEG q = 10, 20, 30, 50 on
+the four sets, bicubic and the paper beside them, the targets checked, training time summed;
+and the README's quality table. The cells come from `bash scripts/quality.sh`; self-ensemble
+rows from results/self_ensemble/*.json."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from safetensors import safe_open
+from jpegsr.reports.common import (
+    PAPER_Q20,
+    RESULTS,
+    SETS,
+    TRAINING_BUDGET_H,
+    cell,
+    cpu_equivalent_hours,
+    cpu_seconds_per_gpu_iteration,
+    load_sets,
+    shipped_metadata,
+    training_stages,
+)
+from jpegsr.weights_io import choose_shipped, shipped_models, trained_qualities
 
-from jpegsr.weights_io import SHIPPED_DIR, choose_shipped, shipped_models, trained_qualities
-
-SETS = ["Set5", "Set14", "BSD100", "Urban100"]
 QUALITIES = [10, 20, 30, 50]
-# The paper's two-stage model (Table 1, x4, q=20), from ../shared/paper/README.md.
-PAPER_Q20 = {"Set5": (26.37, 0.7525), "Set14": (24.61, 0.6286), "BSD100": (24.64, 0.5882),
-             "Urban100": (22.55, 0.6208)}  # fmt: skip
-TRAINING_BUDGET_H = 6.0
-RESULTS = Path("results")
-CPU_SPEED_LOG = RESULTS / "experiments/blind_long_more/cpu_speed_train_log.csv"
-
-
-def load(path: Path) -> dict | None:
-    return json.loads(path.read_text())["sets"] if path.exists() else None
-
-
-def metadata(name: str) -> dict[str, str]:
-    with safe_open(str(SHIPPED_DIR / f"{name}.safetensors"), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
-def training_stages(name: str) -> list[dict]:
-    """The training runs behind a shipped model, from its metadata.
-
-    Its own run (plain keys), an unshipped init run (``init_`` keys, by ship_model.py) and
-    the other runs of a weight average (``also1_``, ``also2_``... by average_weights.py).
-    """
-    m = metadata(name)
-    prefixes = ["", "init_", *(f"also{i}_" for i in range(1, 100))]
-    return [
-        {"run": m.get(f"{p}run", name), "device": m.get(f"{p}device", "cpu"),
-         "hours": int(m[f"{p}wall_seconds"]) / 3600,
-         "iterations": int(m.get(f"{p}iterations", 0))}
-        for p in prefixes if f"{p}wall_seconds" in m
-    ]  # fmt: skip
-
-
-def cpu_seconds_per_gpu_iteration() -> float:
-    """Steady-state s/iter of the GPU configs (batch 64, 64 px) run on this CPU instead.
-
-    From `jpegsr train configs/gpu/blind_long_more.yaml --device cpu --iterations 60`: the
-    last log row (iterations 51-60), copied to CPU_SPEED_LOG.
-    """
-    with CPU_SPEED_LOG.open() as f:
-        return float(list(csv.DictReader(f))[-1]["sec_per_iter"])
-
-
-def cpu_equivalent_hours(stages: list[dict]) -> float:
-    """Hours of this CPU for training stages: CPU wall time, GPU iterations at CPU s/iter."""
-    spi = cpu_seconds_per_gpu_iteration()
-    return sum(st["hours"] if st["device"] == "cpu" else st["iterations"] * spi / 3600
-               for st in stages)  # fmt: skip
-
-
-def cell(r: dict | None, s: str) -> str:
-    return f"{r[s]['psnr']:.2f}/{r[s]['ssim']:.4f}" if r and s in r else "-"
-
 
 README = Path("README.md")
 BEGIN, END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
@@ -92,38 +43,39 @@ def readme_table(table: dict[str, dict]) -> list[str]:
     return lines
 
 
-def update_readme(lines: list[str]) -> None:
-    """Replace the README's generated quality table (between the markers), if present."""
+def readme_with_table(lines: list[str]) -> str:
+    """The README with its generated quality table (between the markers) replaced."""
     text = README.read_text()
     if BEGIN not in text or END not in text:
-        return
+        raise ValueError(f"{README} has no {BEGIN} ... {END} markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
+    return head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail
 
 
-def main() -> None:
+def build() -> dict[Path, str]:
+    """results/quality.md and .json, and the README's quality table."""
     names = shipped_models()
     lines = [
         "# Quality: shipped models at every JPEG quality (x4, Y-PSNR/SSIM, border 4)",
         "",
         "Made by `bash scripts/quality.sh` (one `jpegsr benchmark --method NAME --sets "
         "Set5,Set14,BSD100,Urban100 --scale 4 --quality Q` per cell row, fp32), then "
-        "`python scripts/make_quality_table.py`. `auto` is the model `jpegsr upscale` picks "
+        "`jpegsr report quality`. `auto` is the model `jpegsr upscale` picks "
         "for a file of that quality: `src/jpegsr/weights/auto.json`, chosen per quality on "
         "held-out *training* images by `python scripts/select_auto_models.py` "
         "(`results/auto_selection.json`).",
     ]
     table: dict[str, dict] = {}
     for q in QUALITIES:
-        base = load(RESULTS / f"baselines/bicubic_q{q}.json")
+        base = load_sets(RESULTS / f"baselines/bicubic_q{q}.json")
         rows = {"bicubic": base}
         if q == 20:
             rows["paper two-stage (Table 1)"] = {
                 s: {"psnr": p, "ssim": v} for s, (p, v) in PAPER_Q20.items()
             }
         for n in names:
-            rows[n] = load(RESULTS / f"models/{n}_q{q}.json")
+            rows[n] = load_sets(RESULTS / f"models/{n}_q{q}.json")
         pick = choose_shipped(q)
         lines += ["", f"## JPEG quality {q}", "", "| method | " + " | ".join(SETS) + " |",
                   "|---|" + "---|" * len(SETS)]  # fmt: skip
@@ -162,7 +114,7 @@ def main() -> None:
                         "PSNR and SSIM", gaps, not short))  # fmt: skip
     # the blind model: the one auto uses when a file's quality is unknown
     unknown = choose_shipped(None)
-    blind = unknown if len(trained_qualities(metadata(unknown))) > 1 else None
+    blind = unknown if len(trained_qualities(shipped_metadata(unknown))) > 1 else None
     if blind:
         gains = []
         for q in QUALITIES:
@@ -201,17 +153,14 @@ def main() -> None:
         lines.append(f"| {label} | {result} | {'yes' if ok else '**no**'} |")
     lines += ["", "How many hours of this CPU each target would take if the gain per doubling of "
               "training measured so far held: [`compute_curve.md`](compute_curve.md) "
-              "(`python scripts/compute_curve.py`).", ""]  # fmt: skip
-    (RESULTS / "quality.md").write_text("\n".join(lines))
+              "(`jpegsr report curve`).", ""]  # fmt: skip
     out = {
         "qualities": table,
         "training_hours": hours,
         "targets": [{"target": t, "result": r, "met": ok} for t, r, ok in targets],
     }
-    (RESULTS / "quality.json").write_text(json.dumps(out, indent=2) + "\n")
-    update_readme(readme_table(table))
-    print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()
+    return {
+        RESULTS / "quality.md": "\n".join(lines),
+        RESULTS / "quality.json": json.dumps(out, indent=2) + "\n",
+        README: readme_with_table(readme_table(table)),
+    }

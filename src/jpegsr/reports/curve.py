@@ -1,6 +1,4 @@
-"""What would issue #5's quality targets cost? Extrapolate benchmark PSNR against training cost.
-
-    python scripts/compute_curve.py [--experiment results/experiments/RUN ...]
+"""What would issue #5's quality targets cost? Benchmark PSNR against training cost.
 
 The blind line of models (``blind``, then ``blind_long``, each trained further from the one
 before on random JPEG qualities) gives points of (CPU-equivalent training hours, Y-PSNR).
@@ -8,28 +6,28 @@ Each target cell gets a least-squares line of PSNR against log2(hours), and the 
 which that line would reach the target: the last point's hours times 2**(gap / dB per
 doubling). Gains per doubling usually shrink as training goes on, so these are optimistic.
 
-An ``--experiment`` folder adds a point beyond ``blind_long``: it holds ``bench_qQ.json``
-(``jpegsr benchmark ... --json``) and ``model_metadata.json`` (the run's weights metadata,
-whose ``wall_seconds`` on this CPU is added to ``blind_long``'s cost). Writes
-results/compute_curve.md and .json.
+Each experiment folder in EXPERIMENTS adds a point beyond ``blind_long``: it holds
+``bench_qQ.json`` (``jpegsr benchmark ... --json``) and ``model_metadata.json`` (the run's
+weights metadata, whose ``wall_seconds`` on this CPU is added to ``blind_long``'s cost).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
-from make_quality_table import (
+from jpegsr.reports.common import (
     PAPER_Q20,
     RESULTS,
     SETS,
     TRAINING_BUDGET_H,
     cpu_equivalent_hours,
-    load,
+    load_sets,
     training_stages,
 )
+
+EXPERIMENTS = [RESULTS / "experiments/blind_long_cpu"]
 
 # Each shipped model was trained from the one before it (see their cards), so a model's cost
 # is its own stages plus all of its ancestors'.
@@ -62,21 +60,19 @@ def hours_to_reach(points: list[tuple[float, float]], target: float) -> tuple[fl
     return b, max(2 ** ((target - a) / b), points[-1][0])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--experiment", type=Path, action="append", default=[],
-                    help="folder with bench_qQ.json and model_metadata.json")  # fmt: skip
-    args = ap.parse_args()
+def build(experiments: list[Path] | None = None) -> dict[Path, str]:
+    """results/compute_curve.md and .json, with the experiments of EXPERIMENTS as points."""
+    experiments = EXPERIMENTS if experiments is None else experiments
 
     # name -> (hours, {quality: sets})
     curve: dict[str, tuple[float, dict[int, dict]]] = {}
     for name in CURVE_MODELS:
-        per_quality = {q: load(RESULTS / f"models/{name}_q{q}.json") for q in TARGET_QUALITIES}
+        per_quality = {q: load_sets(RESULTS / f"models/{name}_q{q}.json") for q in TARGET_QUALITIES}
         curve[name] = (lineage_hours(name), per_quality)
-    for folder in args.experiment:
+    for folder in experiments:
         meta = json.loads((folder / "model_metadata.json").read_text())
         hours = lineage_hours(LINEAGE[-1]) + int(meta["wall_seconds"]) / 3600
-        per_quality = {q: load(folder / f"bench_q{q}.json") for q in TARGET_QUALITIES}
+        per_quality = {q: load_sets(folder / f"bench_q{q}.json") for q in TARGET_QUALITIES}
         curve[folder.name] = (hours, per_quality)
 
     def points(q: int, s: str, key: str) -> list[tuple[float, float]]:
@@ -87,16 +83,16 @@ def main() -> None:
         for key, target in (("psnr", PAPER_Q20[s][0]), ("ssim", PAPER_Q20[s][1])):
             rows.append((f"paper at q=20, {s} {key.upper()}", 20, s, key, target))
     for q in TARGET_QUALITIES:
-        base = load(RESULTS / f"baselines/bicubic_q{q}.json")
+        base = load_sets(RESULTS / f"baselines/bicubic_q{q}.json")
         rows.append((f"bicubic + 1.0 dB at q={q}, Set5 PSNR", q, "Set5", "psnr",
                      base["Set5"]["psnr"] + 1.0))  # fmt: skip
 
     lines = [
         "# What the quality targets of issue #5 would cost (extrapolated)",
         "",
-        "Made by `python scripts/compute_curve.py"
-        + "".join(f" --experiment {f}" for f in args.experiment)
-        + "`. Points: benchmark Y-PSNR/SSIM (x4, `results/models/NAME_qQ.json`) against the "
+        "Made by `jpegsr report curve` (experiments: "
+        + ", ".join(f"`{f}`" for f in experiments)
+        + "). Points: benchmark Y-PSNR/SSIM (x4, `results/models/NAME_qQ.json`) against the "
         "CPU-equivalent hours of all training behind each model (GPU iterations at this "
         "CPU's measured s/iter, as in `results/quality.md`). Line: least squares against "
         "log2(hours). Last point: the model with the most training. Needed: the hours at "
@@ -125,13 +121,9 @@ def main() -> None:
         out.append({"target": label, "value": target, "now": now, "per_doubling": rate,
                     "hours_needed": need, "points": pts})  # fmt: skip
     lines.append("")
-    (RESULTS / "compute_curve.md").write_text("\n".join(lines))
-    (RESULTS / "compute_curve.json").write_text(
-        json.dumps({"hours": {n: h for n, (h, _) in curve.items()}, "targets": out}, indent=2)
-        + "\n"
-    )
-    print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()
+    hours = {n: h for n, (h, _) in curve.items()}
+    return {
+        RESULTS / "compute_curve.md": "\n".join(lines),
+        RESULTS / "compute_curve.json": json.dumps({"hours": hours, "targets": out}, indent=2)
+        + "\n",
+    }

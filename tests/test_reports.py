@@ -1,0 +1,60 @@
+"""jpegsr.reports: the committed derived files are what `jpegsr report all` builds from the
+committed results (no hand-typed number survives), and the compute curve's arithmetic."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jpegsr import reports
+from jpegsr.cli import main
+from jpegsr.reports.curve import fit, hours_to_reach
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # reports read and name paths relative to the repository root
+
+
+def test_committed_derived_files_are_what_report_all_builds(in_repo):
+    texts = reports.build(["all"])
+    expected = {"results/table1.md", "results/table1.json", "results/quality.md",
+                "results/quality.json", "README.md", "results/compute_curve.md",
+                "results/compute_curve.json", "results/baselines/README.md"}  # fmt: skip
+    assert {str(p) for p in texts} == expected
+    assert reports.stale(texts) == []
+
+
+def test_report_check_flags_a_hand_edited_number(in_repo, tmp_path, capsys):
+    assert main(["report", "all", "--check"]) == 0
+    table = REPO / "results" / "table1.md"
+    original = table.read_text()
+    try:
+        table.write_text(original.replace("26.", "27.", 1))  # a number typed by hand
+        assert main(["report", "table1", "--check"]) == 1
+        assert "results/table1.md: differs" in capsys.readouterr().err
+    finally:
+        tmp = table.with_name(".restore.tmp")
+        tmp.write_text(original)
+        os.replace(tmp, table)
+    assert main(["report", "table1", "--check"]) == 0
+
+
+def test_fit_recovers_gain_per_doubling():
+    a, b = fit([(1.0, 10.0), (2.0, 11.0), (8.0, 13.0)])
+    assert a == pytest.approx(10.0)
+    assert b == pytest.approx(1.0)
+
+
+def test_hours_to_reach_doubles_per_unit_of_gap():
+    rate, hours = hours_to_reach([(1.0, 10.0), (2.0, 11.0)], 13.0)
+    assert rate == pytest.approx(1.0)
+    assert hours == pytest.approx(8.0)
+
+
+def test_a_flat_or_falling_curve_never_reaches_the_target():
+    rate, hours = hours_to_reach([(1.0, 10.0), (4.0, 9.5)], 11.0)
+    assert rate < 0
+    assert hours is None
