@@ -149,7 +149,7 @@ def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "Pillow bicubic": bicubic_pillow,
-        f"{OURS}, fp32": lambda lq: upscale_array(loaded, lq, bf16="fp32"),
+        f"{OURS}, fp32": lambda lq: upscale_array(loaded, lq, precision="fp32"),
         f"{OURS}, bf16": lambda lq: upscale_array(loaded, lq, bf16="bf16"),
     }
     try:
@@ -255,7 +255,7 @@ def main() -> None:
     for name, fn in methods.items():
         reps = peer_repeats if name.startswith("Real-ESRGAN") else n
         seconds[name] = timed(lambda fn=fn: fn(img), reps)
-    a32 = upscale_array(loaded, img, bf16="fp32")
+    a32 = upscale_array(loaded, img, precision="fp32")
     a16 = upscale_array(loaded, img, bf16="bf16")
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
     gflop = conv_flops(loaded.module, x) / 1e9

@@ -36,7 +36,7 @@ def validation_psnr(loaded: LoadedModel, val: list[Triplet]) -> dict[str, float]
     """Mean Y-PSNR (fp32) per JPEG quality on the validation triplets."""
     return {
         str(q): float(np.mean([
-            metrics.psnr(upscale_array(loaded, t.compressed[q], bf16="fp32"), t.hr, border=4)
+            metrics.psnr(upscale_array(loaded, t.compressed[q], precision="fp32"), t.hr, border=4)
             for t in val
         ]))
         for q in QUALITIES

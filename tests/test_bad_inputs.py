@@ -348,7 +348,7 @@ def test_flat_colour_comes_back_flat_corners_included(shipped, shape):
     corners of a 40 x 60 image were 35 levels off and a 1x1 image came back (122,113,93))."""
     colour = np.array((200, 100, 50))
     flat = np.broadcast_to(colour.astype(np.uint8), shape + (3,)).copy()
-    out = up.upscale_array(shipped, flat, bf16="fp32").astype(int)
+    out = up.upscale_array(shipped, flat, precision="fp32").astype(int)
     assert out.shape == (4 * shape[0], 4 * shape[1], 3)
     assert np.abs(out - colour).max() <= 3
 
@@ -358,7 +358,7 @@ def test_natural_image_corners_within_interior_behaviour(shipped):
     than the worst interior block is from its own."""
     image = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "astronaut_q20.jpg"))
     for crop in (image, image[100:140, 100:160], image[200:, 200:]):
-        out = up.upscale_array(shipped, np.ascontiguousarray(crop), bf16="fp32").astype(float)
+        out = up.upscale_array(shipped, np.ascontiguousarray(crop), precision="fp32").astype(float)
         h, w = crop.shape[:2]
 
         def block(y: int, x: int, out=out, crop=crop) -> float:  # noqa: ANN001

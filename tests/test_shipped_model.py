@@ -51,8 +51,8 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
 
     loaded = jpegsr.load_model("default")
     pixels = load_image(REPO / "examples" / "chelsea_q15.jpg").pixels
-    whole = upscale_array(loaded, pixels, tile=0, bf16=precision).astype(int)
-    tiled = upscale_array(loaded, pixels, tile=64, bf16=precision).astype(int)
+    whole = upscale_array(loaded, pixels, tile=0, precision=precision).astype(int)
+    tiled = upscale_array(loaded, pixels, tile=64, precision=precision).astype(int)
     assert whole.shape == (600, 900, 3)
     assert np.abs(whole - tiled).max() <= tolerance
 

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from jpegsr import degrade
-from jpegsr.config import ConfigError, TrainConfig, from_dict, load_config
+from jpegsr.config import ConfigError, LossConfig, TrainConfig, from_dict, load_config
 from jpegsr.data import (
     DataError,
     TripletStore,
@@ -25,7 +25,7 @@ from jpegsr.data import (
     split_train_val,
     to_unit_float,
 )
-from jpegsr.losses import LossWeights, TwoStageLoss
+from jpegsr.losses import TwoStageLoss
 from jpegsr.train import learning_rate
 from jpegsr.weights_io import load_model
 
@@ -98,14 +98,14 @@ def test_loss_on_known_offsets():
     hr_np = degrade.resize_float(lr[0].permute(1, 2, 0).double().numpy(), (32, 32))
     hr = torch.from_numpy(hr_np).permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1)
     lr = degrade.imresize_torch(hr, (8, 8))  # so that down(hr) == lr exactly
-    loss = TwoStageLoss(LossWeights(recover=1.0, sr=2.0, cycle=3.0))
+    loss = TwoStageLoss(LossConfig(recover=1.0, sr=2.0, cycle=3.0))
     total, terms = loss(lr + 0.2, hr + 0.1, lr, hr)
     # bicubic weights sum to one, so down(hr + 0.1) = lr + 0.1
     assert float(terms["recover"]) == pytest.approx(0.2, abs=1e-5)
     assert float(terms["sr"]) == pytest.approx(0.1, abs=1e-5)
     assert float(terms["cycle"]) == pytest.approx(0.1, abs=1e-5)
     assert float(total) == pytest.approx(0.2 + 0.2 + 0.3, abs=1e-5)
-    total, terms = TwoStageLoss(LossWeights(cycle=0.0))(None, hr, lr, hr)
+    total, terms = TwoStageLoss(LossConfig(cycle=0.0))(None, hr, lr, hr)
     assert set(terms) == {"sr"} and float(total) == 0.0
 
 

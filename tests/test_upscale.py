@@ -190,8 +190,8 @@ def test_precision_choices_resolve():
 def test_bf16_close_to_fp32_and_actually_used():
     model = standin(SmallConv())
     pixels = _noise((24, 20, 3), seed=3)
-    full = upscale_array(model, pixels, bf16="fp32").astype(int)
-    half = upscale_array(model, pixels, bf16="bf16").astype(int)
+    full = upscale_array(model, pixels, precision="fp32").astype(int)
+    half = upscale_array(model, pixels, precision="bf16").astype(int)
     diff = np.abs(full - half)
     assert diff.max() <= 3  # bf16 keeps 8 mantissa bits: a few grey levels at most
     assert diff.max() > 0  # the bf16 path really ran in reduced precision
@@ -400,3 +400,16 @@ def test_api_auto_reads_quality_of_pil_jpeg(tmp_path, monkeypatch):
         assert jpegsr.upscale(im).size == (32, 32)
     jpegsr.upscale(_noise((8, 8, 3)))
     assert seen == [40, None]
+
+
+def test_old_bf16_keyword_still_works_with_a_deprecation_warning(tmp_path):
+    pixels = _noise((6, 8, 3))
+    with pytest.warns(DeprecationWarning, match="precision="):
+        old = upscale_array(standin(), pixels, bf16="fp32")
+    assert np.array_equal(old, upscale_array(standin(), pixels, precision="fp32"))
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    with pytest.warns(DeprecationWarning, match="precision="):
+        summary = upscale_files([tmp_path / "a.png"], tmp_path / "o", model=standin(), bf16="fp32")
+    assert summary.exit_code == 0
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        upscale_array(standin(), pixels, bf61="fp32")

@@ -14,6 +14,7 @@ import errno
 import glob
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,9 @@ def upscale_files(
     counts them as skipped (resuming an interrupted batch); this tool's temporaries left by a
     killed run are removed in every case.
     """
+    if "bf16" in fields:  # the old name of precision
+        warnings.warn("bf16= is now precision= (same values)", DeprecationWarning, stacklevel=2)
+        fields["precision"] = fields.pop("bf16")
     opt = dataclasses.replace(options or BatchOptions(), **fields)
     fmt = opt.fmt.lower()
     if fmt not in SAVE_FORMATS:

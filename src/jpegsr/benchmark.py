@@ -76,7 +76,7 @@ def make_method(
             raise DataError(f"{base} is a x{loaded.descriptor.scale} model, not x{scale}")
 
         def run(lq: np.ndarray) -> np.ndarray:
-            return upscale_array(loaded, lq, tile=tile, bf16=precision)
+            return upscale_array(loaded, lq, tile=tile, precision=precision)
 
     if not pre_denoise:
         return run

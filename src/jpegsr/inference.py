@@ -145,6 +145,19 @@ def bf16_is_fast(device: torch.device) -> bool:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def _renamed_precision(
+    precision: bool | str | None, deprecated: dict[str, object]
+) -> bool | str | None:
+    """Accept the old keyword ``bf16=`` for ``precision=``; refuse any other extra keyword."""
+    unknown = sorted(set(deprecated) - {"bf16"})
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}")
+    if "bf16" in deprecated:
+        warnings.warn("bf16= is now precision= (same values)", DeprecationWarning, stacklevel=3)
+        return deprecated["bf16"]  # type: ignore[return-value]
+    return precision
+
+
 def use_bf16(precision: str | bool | None, device: torch.device) -> bool:
     """Resolve a precision choice: ``auto``/``None`` (bf16 where fast), ``fp32``, ``bf16``."""
     if isinstance(precision, bool):
@@ -225,19 +238,22 @@ def upscale_array(
     pixels: np.ndarray,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
-    bf16: bool | str | None = None,
+    precision: bool | str | None = None,
+    **deprecated: object,
 ) -> np.ndarray:
     """Super-resolve uint8 pixels (H x W, H x W x 1 or H x W x 3); same layout, ``scale`` x size.
 
     ``tile=None`` picks a tile size automatically (see :func:`auto_tile`), ``tile=0`` runs the
-    whole image in one pass. ``bf16``: ``True``/``"bf16"`` bfloat16 autocast, ``False``/
-    ``"fp32"`` full precision, ``None``/``"auto"`` bf16 where the hardware runs it natively.
+    whole image in one pass. ``precision``: ``"bf16"``/``True`` bfloat16 autocast,
+    ``"fp32"``/``False`` full precision, ``"auto"``/``None`` bf16 where the hardware runs it
+    natively. (``bf16=`` is the old name of ``precision=`` and still accepted.)
     The module is put in eval mode and channels-last memory format.
     """
+    precision = _renamed_precision(precision, deprecated)
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
         raise TypeError("pixels must be a uint8 numpy array")
     if pixels.ndim == 2:
-        return upscale_array(loaded_model, pixels[:, :, None], tile, overlap, bf16)[:, :, 0]
+        return upscale_array(loaded_model, pixels[:, :, None], tile, overlap, precision)[:, :, 0]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"pixels must be H x W, H x W x 1 or H x W x 3, not {pixels.shape}")
     if (tile is not None and tile < 0) or overlap < 0:
@@ -246,7 +262,7 @@ def upscale_array(
         # grey stored as colour (a scanned print saved as a colour JPEG): upscale its luma and
         # keep R = G = B, instead of letting the network invent colour speckles
         luma = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[:, :, None]
-        return np.repeat(upscale_array(loaded_model, luma, tile, overlap, bf16), 3, axis=2)
+        return np.repeat(upscale_array(loaded_model, luma, tile, overlap, precision), 3, axis=2)
     desc = loaded_model.descriptor
     module = loaded_model.module
     s, m = desc.scale, max(1, desc.size_multiple)
@@ -276,7 +292,7 @@ def upscale_array(
     luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
     out = np.empty((h * s, w * s, c), dtype=np.uint8)
 
-    half = use_bf16(bf16, device)
+    half = use_bf16(precision, device)
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=half):
         for y0, y1, cy0, cy1 in _spans(hp, tile, ov, min_ctx):
             ky0, ky1 = max(y0, b), min(y1, b + h)  # the rows of this tile the image keeps
@@ -287,7 +303,7 @@ def upscale_array(
                 if kx0 >= kx1:
                     continue
                 patch = x[:, :, cy0:cy1, cx0:cx1].contiguous(memory_format=torch.channels_last)
-                sr = sr_output(module(patch)).float()
+                sr = desc.sr(module(patch)).float()
                 if sr.shape[-2:] != (patch.shape[-2] * s, patch.shape[-1] * s):
                     raise RuntimeError(
                         f"model {desc.name} returned {tuple(sr.shape)} for input "
@@ -320,7 +336,8 @@ def upscale(
     *,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
-    bf16: bool | str | None = None,
+    precision: bool | str | None = None,
+    **deprecated: object,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or a uint8 array; returns the same kind.
 
@@ -332,6 +349,7 @@ def upscale(
     and channels. ``model`` is a shipped name, a weights path or a :class:`LoadedModel`;
     ``"auto"`` picks by the JPEG quality of a PIL JPEG (arrays: the blind model).
     """
+    precision = _renamed_precision(precision, deprecated)
     quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
     loaded = resolve_model(model, quality)
     s = loaded.descriptor.scale
@@ -342,7 +360,7 @@ def upscale(
         pixels, alpha = apply_orientation(pixels, alpha, orientation)
         for note in notes + conversion_notes:
             warnings.warn(f"jpegsr: {note}", stacklevel=2)
-        out = upscale_array(loaded, pixels, tile, overlap, bf16)
+        out = upscale_array(loaded, pixels, tile, overlap, precision)
         result = arrays_to_image(out, None if alpha is None else upscale_alpha(alpha, s))
         icc = image.info.get("icc_profile")
         if icc and icc_colour_space(icc) == ("GRAY" if out.shape[2] == 1 else "RGB"):
@@ -354,7 +372,9 @@ def upscale(
         if image.dtype != np.uint8:
             raise TypeError(f"arrays must be uint8, not {image.dtype}")
         if image.ndim == 3 and image.shape[2] == 4:
-            rgb = upscale_array(loaded, np.ascontiguousarray(image[:, :, :3]), tile, overlap, bf16)
+            rgb = upscale_array(
+                loaded, np.ascontiguousarray(image[:, :, :3]), tile, overlap, precision
+            )
             return np.dstack([rgb, upscale_alpha(image[:, :, 3], s)])
-        return upscale_array(loaded, image, tile, overlap, bf16)
+        return upscale_array(loaded, image, tile, overlap, precision)
     raise TypeError(f"expected a PIL.Image or a numpy array, not {type(image).__name__}")

@@ -7,20 +7,12 @@ downscale equals the clean LR costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jpegsr.config import LossConfig
 from jpegsr.degrade import imresize_torch
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    recover: float = 1.0
-    sr: float = 1.0
-    cycle: float = 1.0
 
 
 def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
@@ -34,9 +26,9 @@ class TwoStageLoss(nn.Module):
     ``recovered`` may be None (single-stage models): the recovery term is then skipped.
     """
 
-    def __init__(self, weights: LossWeights = LossWeights()) -> None:
+    def __init__(self, weights: LossConfig | None = None) -> None:
         super().__init__()
-        self.weights = weights
+        self.weights = weights or LossConfig()
 
     def forward(
         self,

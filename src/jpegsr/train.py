@@ -79,13 +79,14 @@ def _load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
 def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float:
     """Mean Y-PSNR (border = scale) of the model's SR on held-out training images."""
     model.eval()
+    descriptor = models.describe(config.model, config.data.scale)
     psnr = PSNR(border=config.data.scale)
     scores = []
     for t in val:
         src = t.compressed[config.data.val_quality] if config.data.input == "compressed" else t.lr
         x = torch.from_numpy(src.copy()).permute(2, 0, 1)[None].float().to(config.device) / 255
         with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
-            sr = models.sr_output(model(x)).float().cpu()
+            sr = descriptor.sr(model(x)).float().cpu()
         hr = torch.from_numpy(t.hr.copy()).permute(2, 0, 1)[None].float() / 255
         scores.append(float(psnr(sr, hr)))
     model.train()

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from jpegsr import models
-from jpegsr.config import TrainConfig, to_dict
+from jpegsr.config import TrainConfig
 from jpegsr.data import to_unit_float
-from jpegsr.losses import LossWeights, TwoStageLoss
+from jpegsr.losses import TwoStageLoss
 
 
 def make_optimizer(model: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -48,7 +48,7 @@ class TrainStep:
         self.model = model
         self.ema = copy.deepcopy(model).eval() if config.optim.ema_decay else None
         self.optimizer = make_optimizer(model, config.optim.lr, config.optim.betas)
-        self.criterion = TwoStageLoss(LossWeights(**to_dict(config)["loss"]))
+        self.criterion = TwoStageLoss(config.loss)
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
         self.net = net
         self._forward = torch.compile(net, mode=config.compile_mode) if config.compile else net
@@ -65,7 +65,7 @@ class TrainStep:
                 print(msg, file=sys.stderr)
                 self._forward, self._compiled = self.net, False
                 out = self.net(x)
-        return (out[0], out[1]) if self.descriptor.two_stage else (None, out)
+        return self.descriptor.outputs(out)
 
     def __call__(self, pixels: dict[str, torch.Tensor], lr: float, iteration: int) -> StepOutput:
         """One update on a uint8 batch (``lq``, ``lr``, ``hr``) at learning rate ``lr``."""

@@ -56,7 +56,7 @@ def score(
         row = {}
         for q in qualities:
             lq, _, hr_crop = degrade(hr, 4, q)
-            sr = upscale_array(loaded, lq, bf16="fp32")
+            sr = upscale_array(loaded, lq, precision="fp32")
             row[str(q)] = float(metrics.psnr(sr, hr_crop, border=4))
         out[image_key(path)] = row
         if on_image:

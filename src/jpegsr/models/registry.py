@@ -29,6 +29,18 @@ class ModelDescriptor:
     min_size: int = 1  # smallest input side the architecture accepts
     two_stage: bool = False
     description: str = ""
+    bf16: bool = True  # runs under bfloat16 autocast (checked in tests/test_models.py)
+
+    def outputs(
+        self, output: torch.Tensor | tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(recovered LR, or None for single-stage models; SR) from the module's output."""
+        recovered = output[0] if self.two_stage and isinstance(output, tuple) else None
+        return recovered, sr_output(output)
+
+    def sr(self, output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The super-resolved image from the module's output."""
+        return sr_output(output)
 
 
 @dataclass(frozen=True)
