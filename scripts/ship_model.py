@@ -6,14 +6,13 @@ Copies RUN/model.safetensors to src/jpegsr/weights/NAME.safetensors and writes N
 model card: training data, degradation, iterations, wall time, machine, command, validation
 PSNR, and the benchmark table from results/models/NAME_q*.json (made by `jpegsr benchmark
 --method NAME ... --json results/models/NAME_qQ.json`) beside bicubic (results/baselines).
-Run it again after benchmarking to refresh the card.
+After benchmarking, `jpegsr report cards` refreshes that table in every card.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 from pathlib import Path
 
@@ -21,36 +20,10 @@ import yaml
 from safetensors import safe_open
 
 from jpegsr.benchmark import cpu_model
+from jpegsr.reports.cards import benchmark_section
+from jpegsr.reports.common import write_atomic
 
 WEIGHTS = Path("src/jpegsr/weights")
-SETS = ["Set5", "Set14", "BSD100", "Urban100"]
-
-
-def _bench_rows(name: str) -> list[str]:
-    rows = []
-    for path in sorted(Path("results/models").glob(f"{name}_q*.json")):
-        ours = json.loads(path.read_text())
-        q = ours["quality"]
-        base_path = Path(f"results/baselines/bicubic_q{q}.json")
-        base = json.loads(base_path.read_text()) if base_path.exists() else None
-        for label, res in (("bicubic", base), (name, ours)):
-            if res is None:
-                continue
-            cells = [
-                f"{res['sets'][s]['psnr']:.2f}/{res['sets'][s]['ssim']:.4f}"
-                if s in res["sets"] else "-"
-                for s in SETS
-            ]  # fmt: skip
-            rows.append(f"| {q} | {label} | " + " | ".join(cells) + " |")
-        if base:
-            gains = [
-                f"{ours['sets'][s]['psnr'] - base['sets'][s]['psnr']:+.2f} dB"
-                if s in ours["sets"] and s in base["sets"] else "-"
-                for s in SETS
-            ]  # fmt: skip
-            rows.append(f"| {q} | gain over bicubic | " + " | ".join(gains) + " |")
-        rows.append(f"|  | command: `{ours['command']}` |" + " |" * len(SETS))
-    return rows
 
 
 def export_checkpoint(run: Path, dst: Path) -> None:
@@ -211,14 +184,10 @@ def main() -> None:
         "- **Validation** (Y-PSNR on the held-out training images, q="
         f"{d['val_quality']}): " + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val),
         "",
-        "## Benchmarks (x4, Y-PSNR/SSIM, border 4)",
-        "",
-        "| JPEG q | method | " + " | ".join(SETS) + " |",
-        "|---|---|" + "---|" * len(SETS),
-        *_bench_rows(args.name),
+        *benchmark_section(args.name),
         "",
     ]
-    (WEIGHTS / f"{args.name}.md").write_text("\n".join(lines))
+    write_atomic(WEIGHTS / f"{args.name}.md", "\n".join(lines))
     print("\n".join(lines))
 
 

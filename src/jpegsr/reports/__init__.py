@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from jpegsr.reports import baselines, curve, quality, table1
+from jpegsr.reports import baselines, cards, curve, quality, table1
 from jpegsr.reports.common import write_atomic
 
 REPORTS: dict[str, Callable[[], dict[Path, str]]] = {
@@ -19,6 +19,7 @@ REPORTS: dict[str, Callable[[], dict[Path, str]]] = {
     "table1": table1.build,
     "quality": quality.build,  # also the README's quality table
     "curve": curve.build,
+    "cards": cards.build,  # the benchmark section of each shipped model's card
 }
 
 
