@@ -38,7 +38,6 @@ from jpegsr.imageio import (
 from jpegsr.models.registry import sr_output
 from jpegsr.weights_io import (
     AUTO_MODEL,
-    DEFAULT_MODEL,
     LoadedModel,
     choose_shipped,
     load_model,
@@ -70,7 +69,7 @@ def _load_cached(name: str) -> LoadedModel:
     return load_model(name)
 
 
-def resolve_model(model: ModelArg = DEFAULT_MODEL, jpeg_quality: int | None = None) -> LoadedModel:
+def resolve_model(model: ModelArg = AUTO_MODEL, jpeg_quality: int | None = None) -> LoadedModel:
     """A :class:`LoadedModel` from itself, a shipped model name or a weights path (cached).
 
     ``"auto"`` picks the shipped model for ``jpeg_quality`` (see

@@ -18,7 +18,6 @@ from torch import nn
 from jpegsr import models
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "default"
 AUTO_MODEL = "auto"  # pick a shipped model per input from its JPEG quality
 FORMAT_VERSION = "1"
 
@@ -116,7 +115,10 @@ def choose_shipped(jpeg_quality: int | None) -> str:
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A weights path from a shipped model name or a file path."""
+    """A weights path from a shipped model name, ``"auto"`` (the shipped model for a file of
+    unknown JPEG quality) or a file path."""
+    if str(name_or_path) == AUTO_MODEL:
+        name_or_path = choose_shipped(None)
     p = Path(name_or_path)
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():
@@ -139,7 +141,7 @@ def _metadata(path: Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> LoadedModel:
+def load_model(name_or_path: str | Path = AUTO_MODEL) -> LoadedModel:
     """Build the architecture named in a weights file and load its parameters, for inference."""
     path = resolve(name_or_path)
     try:
