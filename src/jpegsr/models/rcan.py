@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jpegsr.models.slwsr import MeanShift, Upsampler, conv3x3
+from jpegsr.models.blocks import MeanShift, Upsampler, conv3x3
 
 
 class ChannelAttention(nn.Module):

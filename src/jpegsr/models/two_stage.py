@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jpegsr.models.slwsr import SLWSR, Body, conv3x3
+from jpegsr.models.blocks import conv3x3
+from jpegsr.models.slwsr import SLWSR, Body
 
 
 class JPEGRecovery(nn.Module):

@@ -1,0 +1,60 @@
+"""Building blocks shared by the architectures (BasicSR's arch_util): convolutions with
+"same" padding, the RGB mean shift, the EDSR residual block and the sub-pixel upsampler."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# DIV2K RGB mean in [0, 1]; the reference code subtracts it at the input and adds it back at
+# the output (EDSR/RCAN practice). Kept as a fixed buffer, not a (trainable) parameter.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+
+
+def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+
+class MeanShift(nn.Module):
+    """Adds ``sign * mean`` per channel; a buffer so it is neither trained nor counted."""
+
+    mean: torch.Tensor
+
+    def __init__(self, mean: tuple[float, float, float] = DIV2K_RGB_MEAN, sign: int = -1) -> None:
+        super().__init__()
+        self.register_buffer("mean", sign * torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mean.to(x.dtype)
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv3x3, ReLU, conv3x3, identity skip (no BN, no scaling)."""
+
+    def __init__(self, n_feats: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampler (ESPCN/EDSR): conv3x3 C -> s^2 C + PixelShuffle(s); x4 = two x2."""
+
+    def __init__(self, scale: int, n_feats: int) -> None:
+        layers: list[nn.Module] = []
+        if scale in (2, 4):
+            for _ in range(scale // 2):
+                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"unsupported scale x{scale}; use 2, 3 or 4")
+        super().__init__(*layers)
