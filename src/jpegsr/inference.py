@@ -51,9 +51,9 @@ DEFAULT_OVERLAP = 16
 # Mirrored context added on every side of the image and cropped off the result. The network
 # pads each convolution with zeros, which the image's own borders would otherwise see: without
 # it a flat image came back with corners 35 levels off and a 1x1 image in the wrong colour.
-# 4 pixels fix that (flat images within 3 levels everywhere) for 4% more work at 480x320; on
-# the benchmark sets, whose 4-pixel border crop hides corners, it costs 0.002-0.008 dB
-# (8 pixels cost more: 0.004-0.010 dB on Set5/Set14 at q=20).
+# 4 pixels fix that (flat images within 3 levels everywhere, tests/test_bad_inputs.py); on the
+# benchmark sets, whose border crop hides corners, it costs a few thousandths of a dB
+# (results/models/*.json were remeasured with it; git log shows the change).
 BORDER = 4
 # An RGB image whose channels never differ by more than this is grey content (JPEG chroma
 # rounding of a grey image stays within it) and is upscaled as grey, output as R = G = B.
