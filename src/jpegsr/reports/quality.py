@@ -53,6 +53,31 @@ def readme_with_table(lines: list[str]) -> str:
     return head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail
 
 
+def experiments_section() -> list[str]:
+    """The compute spent on training runs that were measured but not shipped."""
+    rows = []
+    for path in sorted((RESULTS / "experiments").glob("*/model_metadata.json")):
+        m = json.loads(path.read_text())
+        rows.append(
+            f"| [`{path.parent.name}`](experiments/{path.parent.name}/) | "
+            f"{m.get('machine', m.get('device', '?'))} | {m.get('iterations', '?')} | "
+            f"{int(m['wall_seconds']) / 3600:.2f} h |"
+        )
+    if not rows:
+        return []
+    return [
+        "## Compute spent on runs not shipped",
+        "",
+        "Each measured against the shipped models on validation and not shipped (outcomes: "
+        "[`experiments/README.md`](experiments/README.md)); their weights metadata:",
+        "",
+        "| run | machine | iterations | wall time |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def build() -> dict[Path, str]:
     """results/quality.md and .json, and the README's quality table."""
     names = shipped_models()
@@ -154,6 +179,7 @@ def build() -> dict[Path, str]:
     lines += ["", "How many hours of this CPU each target would take if the gain per doubling of "
               "training measured so far held: [`compute_curve.md`](compute_curve.md) "
               "(`jpegsr report curve`).", ""]  # fmt: skip
+    lines += experiments_section()
     out = {
         "qualities": table,
         "training_hours": hours,
