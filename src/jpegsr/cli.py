@@ -55,6 +55,31 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return run_benchmark_command(args)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from jpegsr.serve.app import ServeOptions, create_app
+    except ImportError as exc:
+        print(f"jpegsr: serve needs the serve extra ({exc.name} is missing): "
+              "pip install 'jpegsr[serve]'", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"jpegsr: warning: serving on {args.host}: other machines can reach this page",
+              file=sys.stderr)  # fmt: skip
+    options = ServeOptions(
+        model=args.model,
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels or None,
+        workers=args.workers,
+        queue=args.queue,
+        threads=args.threads,
+    )
+    print(f"jpegsr: serving http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(create_app(options), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from jpegsr import reports
 
@@ -267,6 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="upscale JPEG/PNG images x4 with a shipped model")
     add_upscale_arguments(p)
     p.set_defaults(func=_cmd_upscale)
+
+    p = sub.add_parser("serve", help="a local web page and HTTP API (needs jpegsr[serve])")
+    from jpegsr.imageio import DEFAULT_MAX_PIXELS
+    from jpegsr.weights_io import AUTO_MODEL
+
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--model", default=AUTO_MODEL, help="default model (default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB",
+                   help="larger uploads get 413 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-pixels", type=_non_negative_int, default=DEFAULT_MAX_PIXELS,
+                   metavar="N", help="larger images get 400; 0 = no limit")  # fmt: skip
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="images upscaled at once (default: %(default)s)")  # fmt: skip
+    p.add_argument("--queue", type=_positive_int, default=8,
+                   help="requests in progress before 503 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("report", help="rebuild derived tables from committed results")
     from jpegsr.reports import REPORTS
