@@ -231,5 +231,13 @@ def test_page_in_a_real_browser(server, tmp_path):
         saved = list(downloads.glob("*.png"))
         assert [p.name for p in saved] == ["photo_x4.png"]
         assert Image.open(saved[0]).size == (320, 240)
+        # a file that is not an image: the error is on the page, in plain words
+        bad = tmp_path / "notes.jpg"
+        bad.write_text("not a picture")
+        browser.find_element(By.ID, "files").send_keys(str(bad))
+        wait.until(lambda b: "notes.jpg" in b.find_element(*status).text
+                   and "Could not" in b.find_element(*status).text)  # fmt: skip
+        text = browser.find_element(*status).text
+        assert text == "Could not upscale notes.jpg: not an image, or a format Pillow cannot read"
     finally:
         browser.quit()
