@@ -413,3 +413,18 @@ def test_old_bf16_keyword_still_works_with_a_deprecation_warning(tmp_path):
     assert summary.exit_code == 0
     with pytest.raises(TypeError, match="unexpected keyword"):
         upscale_array(standin(), pixels, bf61="fp32")
+
+
+def test_quality_override_changes_the_model_choice(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(up, "choose_shipped", lambda q: seen.append(q) or "chosen")
+    monkeypatch.setattr(up, "_load_cached", lambda name: standin())
+    Image.fromarray(_noise((16, 16, 3))).save(tmp_path / "resaved.jpg", quality=90)
+    parser = argparse.ArgumentParser()
+    add_upscale_arguments(parser)
+    args = ["--model", "auto", "-o", str(tmp_path / "o"), str(tmp_path / "resaved.jpg")]
+    assert upscale_command(parser.parse_args(args)) == 0
+    assert upscale_command(parser.parse_args([*args, "--overwrite", "--quality", "15"])) == 0
+    assert seen == [None, 90, None, 15]  # the load check, then the file's tables / the override
+    with pytest.raises(SystemExit):
+        parser.parse_args([*args, "--quality", "101"])

@@ -169,6 +169,9 @@ class BatchOptions:
     """How a batch of files is upscaled (the ``jpegsr upscale`` flags, one field each)."""
 
     model: ModelArg = AUTO_MODEL  # "auto": a shipped model per file from its JPEG quality
+    # choose the model as if every file were a JPEG of this quality (a JPEG re-saved at a
+    # higher quality keeps the artefacts of the lower one its tables no longer show)
+    assume_quality: int | None = None
     tile: int | None = None  # LR tile side; None automatic, 0 whole image
     overlap: int = DEFAULT_OVERLAP
     precision: str = "auto"  # auto | fp32 | bf16
@@ -295,8 +298,9 @@ def _upscale_file(
 ) -> list[str]:
     """Load, upscale and atomically save one file; returns its warnings."""
     image = load_image(src, opt.max_pixels)
-    loaded = model_for(image.jpeg_quality)
-    notes = [*image.warnings, *inference.quality_mismatch(loaded, image.jpeg_quality)]
+    quality = opt.assume_quality if opt.assume_quality is not None else image.jpeg_quality
+    loaded = model_for(quality)
+    notes = [*image.warnings, *inference.quality_mismatch(loaded, quality)]
     pixels = inference.upscale_array(loaded, image.pixels, opt.tile, opt.overlap, opt.precision)
     alpha = None
     if image.alpha is not None:

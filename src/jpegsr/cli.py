@@ -117,6 +117,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _jpeg_quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be in 1..100, not {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value == 0:
@@ -141,6 +148,15 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         default=AUTO_MODEL,
         help="shipped model name or .safetensors path; auto picks a shipped model per file "
         "from its JPEG quality (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quality",
+        type=_jpeg_quality,
+        default=None,
+        metavar="Q",
+        help="choose the model as if each file were a JPEG of quality Q (1..100), whatever its "
+        "quantisation tables say: for a JPEG re-saved at a higher quality, which keeps the "
+        "artefacts of the lower one",
     )
     parser.add_argument(
         "--tile",
@@ -203,6 +219,7 @@ def upscale_command(args: argparse.Namespace) -> int:
 
     options = BatchOptions(
         model=args.model,
+        assume_quality=args.quality,
         tile=args.tile,
         precision=args.precision,
         self_ensemble=args.self_ensemble,

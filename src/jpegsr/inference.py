@@ -339,6 +339,7 @@ def upscale(
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     precision: bool | str | None = None,
+    assume_quality: int | None = None,
     **deprecated: object,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or a uint8 array; returns the same kind.
@@ -353,6 +354,8 @@ def upscale(
     """
     precision = _renamed_precision(precision, deprecated)
     quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
+    if assume_quality is not None:  # as `jpegsr upscale --quality Q`
+        quality = assume_quality
     loaded = resolve_model(model, quality)
     s = loaded.descriptor.scale
     if isinstance(image, Image.Image):
