@@ -428,3 +428,37 @@ def test_quality_override_changes_the_model_choice(tmp_path, monkeypatch):
     assert seen == [None, 90, None, 15]  # the load check, then the file's tables / the override
     with pytest.raises(SystemExit):
         parser.parse_args([*args, "--quality", "101"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "size"),
+    [([], (64, 48)), (["--outscale", "2"], (32, 24)), (["--outscale", "3"], (48, 36)),
+     (["--outscale", "1.5"], (24, 18)), (["--width", "40"], (40, 30)),
+     (["--height", "30"], (40, 30)), (["--width", "64"], (64, 48))],
+)  # fmt: skip
+def test_output_size_flags(tmp_path, cli, flags, size):
+    Image.fromarray(_noise((12, 16, 4)), "RGBA").save(tmp_path / "a.png")
+    assert cli(str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), *flags) == 0
+    with Image.open(tmp_path / "o" / "a.png") as im:
+        assert im.size == size and im.mode == "RGBA"
+
+
+def test_output_size_limits(tmp_path, cli, capsys):
+    Image.fromarray(_noise((12, 16, 3))).save(tmp_path / "a.png")
+    for flags in (["--outscale", "5"], ["--outscale", "0"], ["--width", "10", "--height", "5"]):
+        with pytest.raises(SystemExit):
+            cli(str(tmp_path / "a.png"), *flags)
+    assert cli(str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--width", "65") == 1
+    assert "width must be in 1..64 (4x), not 65" in capsys.readouterr().err
+
+
+def test_api_output_size():
+    arr = _noise((12, 16, 3))
+    assert upscale(arr, model=standin(), outscale=2).shape == (24, 32, 3)
+    assert upscale(arr[:, :, 0], model=standin(), width=20).shape == (15, 20)
+    im = upscale(Image.fromarray(arr), model=standin(), height=36)
+    assert im.size == (48, 36)
+    # x4 then Lanczos down equals the same downscale of the x4 result
+    big = upscale(arr, model=standin())
+    ref = np.asarray(Image.fromarray(big).resize((32, 24), Image.Resampling.LANCZOS))
+    assert np.array_equal(upscale(arr, model=standin(), outscale=2), ref)

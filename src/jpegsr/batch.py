@@ -3,7 +3,7 @@
 The policy of ``jpegsr upscale``: files, folders and glob patterns in; ``OUTDIR/<stem><suffix>
 .<ext>`` out, written atomically, never over an input; existing outputs refused, replaced
 (``overwrite``) or kept (``skip_existing``); every per-file failure one line, never the end of
-the batch. The pixels go through :func:`jpegsr.inference.upscale_array`.
+the batch. The pixels go through :func:`jpegsr.inference.upscale_image`.
 """
 
 from __future__ import annotations
@@ -172,6 +172,9 @@ class BatchOptions:
     # choose the model as if every file were a JPEG of this quality (a JPEG re-saved at a
     # higher quality keeps the artefacts of the lower one its tables no longer show)
     assume_quality: int | None = None
+    outscale: float | None = None  # output size: outscale x the input (at most 4) ...
+    width: int | None = None  # ... or this width, the aspect kept ...
+    height: int | None = None  # ... or this height
     tile: int | None = None  # LR tile side; None automatic, 0 whole image
     overlap: int = DEFAULT_OVERLAP
     precision: str = "auto"  # auto | fp32 | bf16
@@ -255,6 +258,8 @@ def upscale_files(
                     summary.ok.append((src, dst))
             except (ImageLoadError, ImageSaveError) as exc:
                 report(summary.failed, name, str(exc))
+            except ValueError as exc:  # e.g. a --width beyond 4x this file's width
+                report(summary.failed, name, str(exc).splitlines()[0])
             except Exception as exc:  # one bad image must not stop the batch
                 report(summary.failed, name, _failure_reason(exc))
     finally:
@@ -301,10 +306,17 @@ def _upscale_file(
     quality = opt.assume_quality if opt.assume_quality is not None else image.jpeg_quality
     loaded = model_for(quality)
     notes = [*image.warnings, *inference.quality_mismatch(loaded, quality)]
-    pixels = inference.upscale_array(loaded, image.pixels, opt.tile, opt.overlap, opt.precision)
-    alpha = None
-    if image.alpha is not None:
-        alpha = inference.upscale_alpha(image.alpha, loaded.descriptor.scale)
+    pixels, alpha = inference.upscale_image(
+        loaded,
+        image.pixels,
+        image.alpha,
+        tile=opt.tile,
+        overlap=opt.overlap,
+        precision=opt.precision,
+        outscale=opt.outscale,
+        width=opt.width,
+        height=opt.height,
+    )
     notes += save_image(
         dst,
         pixels,

@@ -117,6 +117,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _outscale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 4:
+        raise argparse.ArgumentTypeError(f"must be in (0, 4], not {value:g}")
+    return value
+
+
 def _jpeg_quality(text: str) -> int:
     value = _positive_int(text)
     if value > 100:
@@ -158,6 +168,14 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         "quantisation tables say: for a JPEG re-saved at a higher quality, which keeps the "
         "artefacts of the lower one",
     )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--outscale", type=_outscale, default=None, metavar="S",
+                      help="output S x the input, 0 < S <= 4 (x4, then an antialiased "
+                      "downscale; default 4)")  # fmt: skip
+    size.add_argument("--width", type=_positive_int, default=None, metavar="W",
+                      help="output W pixels wide, the aspect kept (at most 4x)")  # fmt: skip
+    size.add_argument("--height", type=_positive_int, default=None, metavar="H",
+                      help="output H pixels high, the aspect kept (at most 4x)")  # fmt: skip
     parser.add_argument(
         "--tile",
         type=_non_negative_int,
@@ -220,6 +238,9 @@ def upscale_command(args: argparse.Namespace) -> int:
     options = BatchOptions(
         model=args.model,
         assume_quality=args.quality,
+        outscale=args.outscale,
+        width=args.width,
+        height=args.height,
         tile=args.tile,
         precision=args.precision,
         self_ensemble=args.self_ensemble,

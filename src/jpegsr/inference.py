@@ -322,11 +322,72 @@ def upscale_array(
     return out
 
 
-def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
-    """Resize an alpha plane bicubically: the network is trained on colour, not masks."""
+def upscale_alpha(alpha: np.ndarray, scale: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize an alpha plane bicubically (to ``scale`` x, or to ``size`` = (height, width)):
+    the network is trained on colour, not masks."""
     h, w = alpha.shape
+    th, tw = size or (h * scale, w * scale)
     im = Image.fromarray(np.ascontiguousarray(alpha), "L")
-    return np.asarray(im.resize((w * scale, h * scale), Image.Resampling.BICUBIC)).copy()
+    return np.asarray(im.resize((tw, th), Image.Resampling.BICUBIC)).copy()
+
+
+def upscale_image(
+    loaded: LoadedModel,
+    pixels: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    precision: bool | str | None = None,
+    outscale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels (H x W x C, uint8) and an optional alpha plane, upscaled to the output size
+    (:func:`output_size`): the network's x4, then an antialiased downscale if smaller."""
+    h, w = pixels.shape[:2]
+    size = output_size(h, w, loaded.descriptor.scale, outscale, width, height)
+    out = resize_result(upscale_array(loaded, pixels, tile, overlap, precision), size)
+    return out, None if alpha is None else upscale_alpha(alpha, 0, size)
+
+
+def output_size(
+    height: int,
+    width: int,
+    scale: int,
+    outscale: float | None = None,
+    out_width: int | None = None,
+    out_height: int | None = None,
+) -> tuple[int, int]:
+    """(height, width) of the result: ``scale`` x by default, else ``outscale`` x the input
+    (0 < outscale <= scale), or a width or a height with the aspect kept (at most ``scale`` x)."""
+    given = [v is not None for v in (outscale, out_width, out_height)]
+    if sum(given) > 1:
+        raise ValueError("give one of outscale, width and height")
+    if outscale is not None:
+        if not 0 < outscale <= scale:
+            raise ValueError(f"outscale must be in (0, {scale}], not {outscale}")
+        return max(1, round(height * outscale)), max(1, round(width * outscale))
+    if out_width is not None:
+        if not 0 < out_width <= scale * width:
+            raise ValueError(f"width must be in 1..{scale * width} ({scale}x), not {out_width}")
+        return max(1, round(height * out_width / width)), out_width
+    if out_height is not None:
+        if not 0 < out_height <= scale * height:
+            raise ValueError(f"height must be in 1..{scale * height} ({scale}x), not {out_height}")
+        return out_height, max(1, round(width * out_height / height))
+    return scale * height, scale * width
+
+
+def resize_result(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an upscaled uint8 H x W x C result to ``size`` (height, width) with Pillow's
+    antialiased Lanczos filter; unchanged when it already has that size."""
+    if pixels.shape[:2] == size:
+        return pixels
+    c = pixels.shape[2]
+    im = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels, "L" if c == 1 else "RGB")
+    out = np.asarray(im.resize((size[1], size[0]), Image.Resampling.LANCZOS))
+    return out[:, :, None] if c == 1 else out
 
 
 # --------------------------------------------------------------------------- public API
@@ -340,6 +401,9 @@ def upscale(
     overlap: int = DEFAULT_OVERLAP,
     precision: bool | str | None = None,
     assume_quality: int | None = None,
+    outscale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
     **deprecated: object,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or a uint8 array; returns the same kind.
@@ -350,14 +414,15 @@ def upscale(
     applied (that is a file property; :func:`jpegsr.imageio.load_image` handles it). A numpy
     array (H x W, or H x W x C with C in 1, 3, 4; uint8) gives an array of the same dtype, ndim
     and channels. ``model`` is a shipped name, a weights path or a :class:`LoadedModel`;
-    ``"auto"`` picks by the JPEG quality of a PIL JPEG (arrays: the blind model).
+    ``"auto"`` picks by the JPEG quality of a PIL JPEG (arrays: the blind model), or by
+    ``assume_quality``. The result is ``scale`` x the input, or ``outscale`` x, or ``width`` /
+    ``height`` pixels with the aspect kept (x4, then an antialiased downscale).
     """
     precision = _renamed_precision(precision, deprecated)
     quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
     if assume_quality is not None:  # as `jpegsr upscale --quality Q`
         quality = assume_quality
     loaded = resolve_model(model, quality)
-    s = loaded.descriptor.scale
     if isinstance(image, Image.Image):
         notes: list[str] = []
         orientation, exif = exif_orientation(image, notes)
@@ -365,8 +430,10 @@ def upscale(
         pixels, alpha = apply_orientation(pixels, alpha, orientation)
         for note in notes + conversion_notes:
             warnings.warn(f"jpegsr: {note}", stacklevel=2)
-        out = upscale_array(loaded, pixels, tile, overlap, precision)
-        result = arrays_to_image(out, None if alpha is None else upscale_alpha(alpha, s))
+        out, alpha = upscale_image(loaded, pixels, alpha, tile=tile, overlap=overlap,
+                                   precision=precision, outscale=outscale, width=width,
+                                   height=height)  # fmt: skip
+        result = arrays_to_image(out, alpha)
         icc = image.info.get("icc_profile")
         if icc and icc_colour_space(icc) == ("GRAY" if out.shape[2] == 1 else "RGB"):
             result.info["icc_profile"] = icc
@@ -376,10 +443,15 @@ def upscale(
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise TypeError(f"arrays must be uint8, not {image.dtype}")
+        sizes = {"outscale": outscale, "width": width, "height": height}
         if image.ndim == 3 and image.shape[2] == 4:
-            rgb = upscale_array(
-                loaded, np.ascontiguousarray(image[:, :, :3]), tile, overlap, precision
-            )
-            return np.dstack([rgb, upscale_alpha(image[:, :, 3], s)])
-        return upscale_array(loaded, image, tile, overlap, precision)
+            rgb, alpha = upscale_image(loaded, np.ascontiguousarray(image[:, :, :3]),
+                                       image[:, :, 3], tile=tile, overlap=overlap,
+                                       precision=precision, **sizes)  # fmt: skip
+            return np.dstack([rgb, alpha])
+        flat = image.ndim == 2
+        pixels = image[:, :, None] if flat else image
+        out, _ = upscale_image(loaded, pixels, None, tile=tile, overlap=overlap,
+                               precision=precision, **sizes)  # fmt: skip
+        return out[:, :, 0] if flat else out
     raise TypeError(f"expected a PIL.Image or a numpy array, not {type(image).__name__}")
