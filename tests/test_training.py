@@ -286,3 +286,17 @@ def test_gpu_lease_script_brings_back_weights_and_logs(tmp_path):
     assert len(names) <= 8  # what a lease can bring back
     iterations = load_model(out / "model.safetensors").metadata["iterations"]
     assert f"training {iterations} iterations" in (out / "gpu_lease_log.txt").read_text()
+
+
+def test_tensorboard_scalars_beside_the_csv_logs(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is optional")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _tiny_config(tmp_path, "board", iterations=6, val_every=3, log_every=2)
+    subprocess.run(_train_cmd(cfg), check=True, cwd=tmp_path)
+    events = EventAccumulator(str(tmp_path / "runs" / "board" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "sr", "recover", "cycle", "lr", "val_psnr"} <= tags
+    assert [e.step for e in events.Scalars("loss")] == [2, 4, 6]
+    assert [e.step for e in events.Scalars("val_psnr")] == [3, 6]

@@ -201,6 +201,30 @@ def _build_step(config: TrainConfig, run: _Run) -> TrainStep:
     return step
 
 
+class _Board:
+    """TensorBoard scalars beside the CSV logs (losses, lr, s/iter, validation PSNR) when the
+    ``tensorboard`` package is installed; nothing otherwise."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.writer = None
+        if folder is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.writer = SummaryWriter(str(folder))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def _due(done: int, every: int, config: TrainConfig) -> bool:
     return done % every == 0 or done == config.iterations
 
@@ -221,6 +245,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     bar = tqdm(total=config.iterations, initial=run.start, desc=config.name,
                disable=not progress or not main_rank, dynamic_ncols=True)  # fmt: skip
     t_last, it_last = time.perf_counter(), run.start
+    board = _Board(run.dir / "tensorboard" if main_rank else None)
     for it in range(run.start, config.iterations):
         pixels = store.batch(per_rank, config.data.lr_patch, config.seed, it, run.rank)
         lr_now = learning_rate(config.optim, it, config.iterations)
@@ -235,11 +260,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             row["sec_per_iter"] = f"{(now - t_last) / (done - it_last):.4f}"
             t_last, it_last = now, done
             _append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
+            board.scalars(done, {k: float(v) for k, v in row.items() if k != "iteration"})
             bar.set_postfix(loss=row["loss"])
         if main_rank and _due(done, config.val_every, config):
             score = validate(step.exported, val_set, config)
             _append_row(run.dir / "val_log.csv", ["iteration", "val_psnr"],
                         {"iteration": done, "val_psnr": f"{score:.4f}"})  # fmt: skip
+            board.scalars(done, {"val_psnr": score})
         if _due(done, config.checkpoint_every, config):
             if main_rank:
                 state = step.state() | {"iteration": done, "wall_seconds": run.seconds}
@@ -247,6 +274,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             if run.world > 1:
                 dist.barrier()
     bar.close()
+    board.close()
     # 5. export the weights (the EMA when kept) with the run's metadata
     weights_path = run.dir / "model.safetensors"
     if main_rank:
