@@ -178,6 +178,7 @@ class BatchOptions:
     tile: int | None = None  # LR tile side; None automatic, 0 whole image
     overlap: int = DEFAULT_OVERLAP
     precision: str = "auto"  # auto | fp32 | bf16
+    backend: str = "torch"  # torch | onnxruntime (the model exported to ONNX first)
     self_ensemble: bool = False
     fmt: str = "png"  # png | webp | jpg
     suffix: str = ""
@@ -231,6 +232,10 @@ def upscale_files(
 
     def model_for(jpeg_quality: int | None) -> LoadedModel:
         loaded = inference.resolve_model(opt.model, jpeg_quality)
+        if opt.backend == "onnxruntime":
+            from jpegsr.onnx_export import as_onnxruntime
+
+            loaded = as_onnxruntime(loaded)
         return inference.with_self_ensemble(loaded) if opt.self_ensemble else loaded
 
     model_for(None)  # a model that cannot be loaded fails before any output is written

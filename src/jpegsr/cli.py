@@ -80,6 +80,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from jpegsr.weights_io import load_model
+
+    try:
+        from jpegsr.onnx_export import export_onnx
+    except ImportError as exc:  # pragma: no cover - torch itself is always there
+        print(f"jpegsr: export needs {exc.name}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        path = export_onnx(load_model(args.model), args.out, args.opset)
+    except ImportError as exc:
+        print(f"jpegsr: export onnx needs the onnx extra ({exc.name} is missing): "
+              "pip install 'jpegsr[onnx]'", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    print(f"wrote {path} (opset {args.opset}; input lq: N x 3 x H x W RGB in [0, 1])")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from jpegsr import reports
 
@@ -212,6 +230,13 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         help="arithmetic: auto = bf16 where the CPU runs it natively (faster, same quality: "
         "see benchmarks/README.md), else fp32 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="run the model with PyTorch, or export it to ONNX and run it with onnxruntime "
+        "(needs jpegsr[onnx]; fp32); an .onnx --model always runs on onnxruntime",
+    )
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
         "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch"
@@ -243,6 +268,7 @@ def upscale_command(args: argparse.Namespace) -> int:
         height=args.height,
         tile=args.tile,
         precision=args.precision,
+        backend=args.backend,
         self_ensemble=args.self_ensemble,
         fmt=args.fmt,
         suffix=args.suffix,
@@ -348,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in progress before 503 (default: %(default)s)")  # fmt: skip
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("export", help="export a model for other runtimes (ONNX)")
+    p.add_argument("format", choices=["onnx"])
+    p.add_argument("model", help="shipped model name or .safetensors path")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=_positive_int, default=17)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="rebuild derived tables from committed results")
     from jpegsr.reports import REPORTS

@@ -68,7 +68,12 @@ ModelArg = str | os.PathLike[str] | LoadedModel
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str) -> LoadedModel:
-    """Load once per name or path: repeated ``upscale()`` calls must not re-read weights."""
+    """Load once per name or path: repeated ``upscale()`` calls must not re-read weights.
+    An ``.onnx`` file (``jpegsr export onnx``) is run by onnxruntime."""
+    if name.endswith(".onnx"):
+        from jpegsr.onnx_export import load_onnx
+
+        return load_onnx(name)
     return load_model(name)
 
 
@@ -294,7 +299,7 @@ def upscale_array(
     luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
     out = np.empty((h * s, w * s, c), dtype=np.uint8)
 
-    half = use_bf16(precision, device)
+    half = use_bf16(precision, device) and desc.bf16  # the descriptor says if it can
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=half):
         for y0, y1, cy0, cy1 in _spans(hp, tile, ov, min_ctx):
             ky0, ky1 = max(y0, b), min(y1, b + h)  # the rows of this tile the image keeps
