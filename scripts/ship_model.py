@@ -24,6 +24,13 @@ from jpegsr.reports.cards import benchmark_section
 from jpegsr.reports.common import write_atomic
 
 WEIGHTS = Path("src/jpegsr/weights")
+DATA_TERMS = (
+    "BSD200 is the BSDS300 training set (Berkeley; for non-commercial research and "
+    "education), T91 (Yang et al.) a research benchmark; see `../shared/datasets/README.md`. "
+    "The weights are released with the code under the MIT licence (`LICENSE`); whether a "
+    "model trained on this data may be used commercially is for the user to judge under the "
+    "datasets' terms."
+)
 
 
 def export_checkpoint(run: Path, dst: Path) -> None:
@@ -142,6 +149,7 @@ def main() -> None:
         f"- **Training data**: {', '.join(d['train_dirs'])}: {found} images, {held_out} held "
         f"out for validation, {used} used for training (images under "
         f"{d['lr_patch'] * d['scale']} px on a side cannot give a {d['lr_patch']} px LR crop).",
+        f"- **Training data terms**: {DATA_TERMS}",
         f"- **Degradation**: HR cropped to x{d['scale']}, MATLAB-style bicubic down x{d['scale']},"
         f" Pillow JPEG quality {d['qualities']} with 4:2:0 chroma (`jpegsr.degrade`); network "
         f"input: {d['input']} LR.",
