@@ -381,3 +381,18 @@ def test_grey_stored_as_colour_stays_grey(shipped):
     out = np.asarray(jpegsr.upscale(im, model=shipped)).astype(int)
     assert out.shape == (192, 256, 3)
     assert (out.max(axis=2) - out.min(axis=2)).max() == 0
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
+def test_xmp_is_carried_to_every_output_format(tmp_path, run_cli, fmt):
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+        b'02/22-rdf-syntax-ns#"><rdf:Description dc:title="kept"/></rdf:RDF></x:xmpmeta>'
+    )
+    src = tmp_path / "x.jpg"
+    Image.fromarray(GOOD).save(src, "JPEG", xmp=xmp)
+    code, _, err = run_cli("upscale", str(src), "-o", str(tmp_path / "o"), "--format", fmt)
+    assert code == 0, err
+    with Image.open(tmp_path / "o" / f"x.{fmt}") as im:
+        im.load()
+        assert im.info.get("xmp") == xmp

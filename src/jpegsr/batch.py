@@ -331,6 +331,7 @@ def _upscale_file(
         format=fmt,
         overwrite=opt.overwrite,
         protect=protect,
+        xmp=image.xmp,
     )
     return notes
 

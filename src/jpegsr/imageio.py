@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from jpegsr.degrade import estimate_jpeg_quality
 
@@ -92,6 +92,7 @@ class LoadedImage:
     format: str | None  # Pillow format name of the file ("JPEG", "PNG", ...)
     warnings: list[str] = field(default_factory=list)
     jpeg_quality: int | None = None  # estimated from the file's quantisation tables
+    xmp: bytes | None = None  # the XMP packet, carried to the output as it is
 
     @property
     def height(self) -> int:
@@ -292,7 +293,16 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         source_mode=source_mode,
         format=fmt,
         warnings=notes,
+        xmp=_xmp(im),
     )
+
+
+def _xmp(im: Image.Image) -> bytes | None:
+    """The XMP packet Pillow found (JPEG APP1, PNG iTXt, WebP XMP chunk), as bytes."""
+    xmp = im.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return xmp or None
 
 
 def exif_orientation(im: Image.Image, notes: list[str]) -> tuple[int, bytes | None]:
@@ -376,12 +386,14 @@ def save_image(
     format: str | None = None,
     overwrite: bool = False,
     protect: Iterable[str | Path] = (),
+    xmp: bytes | None = None,
 ) -> list[str]:
     """Write an image atomically (temp file + ``os.replace``); returns warnings.
 
     Refuses an existing ``path`` unless ``overwrite``, and any path in ``protect`` (the inputs)
     even with ``overwrite``. JPEG has no alpha, so transparent pixels are flattened on white;
-    WebP has no grey mode, so grey is written as RGB. ICC and EXIF are carried in all formats.
+    WebP has no grey mode, so grey is written as RGB. ICC, EXIF and XMP are carried in all
+    formats.
     """
     path = Path(path)
     notes: list[str] = []
@@ -408,6 +420,12 @@ def save_image(
         params["icc_profile"] = icc_profile
     if exif:
         params["exif"] = exif
+    if xmp and pil_format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        params["pnginfo"] = info
+    elif xmp:
+        params["xmp"] = xmp
     if pil_format == "JPEG":
         params.update(quality=JPEG_QUALITY, subsampling=0)
     elif pil_format == "WEBP":

@@ -96,7 +96,8 @@ def _upscale_file(
         used = loaded.source and Path(loaded.source).stem
     alpha = None if image.alpha is None else inference.upscale_alpha(image.alpha, s)
     out = folder / f"result.{fmt}"
-    notes = save_image(out, pixels, alpha, image.icc_profile, image.exif, format=fmt)
+    notes = save_image(out, pixels, alpha, image.icc_profile, image.exif, format=fmt,
+                       xmp=image.xmp)  # fmt: skip
     headers = {
         "X-JPEG-Quality": "unknown" if detected is None else str(detected),
         "X-Model": str(used),
