@@ -107,13 +107,37 @@ def test_cmyk_profile_dropped(tmp_path):
     assert any("CMYK ICC profile dropped" in w for w in img.warnings)
 
 
-def test_16bit_png_scaled_to_8bit(tmp_path):
+def test_16bit_png_keeps_16_bits(tmp_path):
+    import cv2
+
     path = tmp_path / "16.png"
     data = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)
     Image.fromarray(data).save(path)
     img = load_image(path)
-    assert img.pixels.dtype == np.uint8 and img.pixels.shape == (1, 4, 1)
-    assert img.pixels[0, :, 0].tolist() == [0, 1, 255, 128]
+    assert img.pixels.dtype == np.uint16 and img.pixels.shape == (1, 4, 1)
+    assert img.pixels[0, :, 0].tolist() == [0, 257, 65535, 32896]
+    rgba = np.random.default_rng(1).integers(0, 65536, (5, 7, 4), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "rgba16.png"), rgba[:, :, [2, 1, 0, 3]])
+    img = load_image(tmp_path / "rgba16.png")
+    assert np.array_equal(img.pixels, rgba[:, :, :3]) and np.array_equal(img.alpha, rgba[:, :, 3])
+
+
+def test_16bit_png_written_with_metadata(tmp_path):
+    import cv2
+
+    rgb = np.random.default_rng(2).integers(0, 65536, (6, 9, 3), dtype=np.uint16)
+    exif = Image.Exif()
+    exif[0x010F] = "maker"
+    notes = save_image(tmp_path / "o.png", rgb, None, _srgb_icc(), exif.tobytes(), xmp=b"<x/>")
+    assert notes == []
+    back = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert back.dtype == np.uint16 and np.array_equal(back, rgb)
+    with Image.open(tmp_path / "o.png") as im:
+        im.load()
+        assert im.info["icc_profile"] == _srgb_icc() and im.getexif()[0x010F] == "maker"
+        assert im.info["xmp"] == b"<x/>"
+    notes = save_image(tmp_path / "o.jpg", rgb, None)  # JPEG has 8 bits only
+    assert notes == ["JPG has no 16-bit samples: written as 8-bit (PNG keeps 16)"]
 
 
 def test_exif_orientation_applied_and_reset(tmp_path):

@@ -150,7 +150,7 @@ def test_api_numpy_round_trip(shape):
 
 def test_api_rejects_other_inputs():
     with pytest.raises(TypeError):
-        upscale(np.zeros((4, 4), np.uint16), model=standin())
+        upscale(np.zeros((4, 4), np.float32), model=standin())
     with pytest.raises(TypeError):
         upscale([[0]], model=standin())
 
@@ -462,3 +462,17 @@ def test_api_output_size():
     big = upscale(arr, model=standin())
     ref = np.asarray(Image.fromarray(big).resize((32, 24), Image.Resampling.LANCZOS))
     assert np.array_equal(upscale(arr, model=standin(), outscale=2), ref)
+
+
+def test_16bit_png_in_gives_16bit_png_out(tmp_path, cli, capsys):
+    import cv2
+
+    rgb = np.random.default_rng(3).integers(0, 65536, (6, 8, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), rgb[:, :, ::-1])
+    assert cli(str(tmp_path / "deep.png"), "-o", str(tmp_path / "o")) == 0
+    out = cv2.imread(str(tmp_path / "o" / "deep.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert out.dtype == np.uint16 and np.array_equal(out, _nearest(rgb))  # all 16 bits kept
+    assert cli(str(tmp_path / "deep.png"), "-o", str(tmp_path / "o"), "--format", "jpg") == 0
+    assert "written as 8-bit" in capsys.readouterr().err
+    arr = upscale(rgb, model=standin())
+    assert arr.dtype == np.uint16 and np.array_equal(arr, _nearest(rgb))

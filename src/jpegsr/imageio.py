@@ -8,8 +8,10 @@ keeps what the output file should carry on (ICC profile, EXIF). Policies, in one
   it do not rotate the output a second time.
 * Grey modes (``1``, ``L``, ``I;16``, ``I``, ``F``) stay one channel; ``LA`` is grey + alpha;
   ``RGBA`` and palette images with transparency are RGB + alpha; other palette images are RGB.
-* 16-bit and 32-bit samples are scaled to 8 bits (``I;16``/``I`` as 0..65535, ``F`` as 0..1
-  when its maximum is at most 1, else 0..255): **the output is always 8-bit**.
+* 16-bit PNG and TIFF files (grey, RGB, RGBA) keep their 16 bits: the network runs in float
+  and the result is rounded to 16 bits and written as a 16-bit PNG (OpenCV decodes and
+  encodes them, Pillow having no 16-bit colour mode). Other deep samples are scaled to 8 bits
+  (32-bit ``I`` as 0..65535, ``F`` as 0..1 when its maximum is at most 1, else 0..255).
 * CMYK (and other colour modes) are converted to RGB by Pillow without colour management;
   an ICC profile whose colour space does not match the output (a CMYK profile, say) is
   dropped with a warning rather than attached to pixels it does not describe.
@@ -29,8 +31,10 @@ import io
 import os
 import secrets
 import stat
+import struct
 import threading
 import warnings
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +71,15 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_NUMPY_TRANSPOSE = {
+    Image.Transpose.FLIP_LEFT_RIGHT: lambda a: a[:, ::-1],
+    Image.Transpose.ROTATE_180: lambda a: a[::-1, ::-1],
+    Image.Transpose.FLIP_TOP_BOTTOM: lambda a: a[::-1],
+    Image.Transpose.TRANSPOSE: lambda a: a.transpose(1, 0, 2),
+    Image.Transpose.ROTATE_270: lambda a: np.rot90(a, -1),
+    Image.Transpose.TRANSVERSE: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    Image.Transpose.ROTATE_90: lambda a: np.rot90(a, 1),
+}
 _GREY_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 # Image.MAX_IMAGE_PIXELS is process-global; it is changed only under this lock and restored.
 _BOMB_LOCK = threading.Lock()
@@ -84,8 +97,8 @@ class ImageSaveError(OSError):
 class LoadedImage:
     """8-bit pixels ready for the network, plus what the output file should carry."""
 
-    pixels: np.ndarray  # uint8, H x W x C with C in {1, 3}
-    alpha: np.ndarray | None  # uint8, H x W, or None when the source has no transparency
+    pixels: np.ndarray  # uint8 (uint16 from 16-bit PNG/TIFF), H x W x C with C in {1, 3}
+    alpha: np.ndarray | None  # same dtype, H x W, or None when the source has no transparency
     icc_profile: bytes | None
     exif: bytes | None  # orientation already applied and reset to 1
     source_mode: str  # Pillow mode of the file, before conversion
@@ -199,8 +212,9 @@ def _read_limited(path: Path, max_bytes: int | None) -> bytes:
     return data
 
 
-def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
-    """Read the file and open it with Pillow, refusing bombs before decoding."""
+def _open_checked(path: Path, max_pixels: int | None) -> tuple[Image.Image, bytes]:
+    """Read the file and open it with Pillow, refusing bombs before decoding; returns the
+    image and the file's bytes."""
     try:
         data = _read_limited(path, max_bytes_for(max_pixels))
     except FileNotFoundError:
@@ -232,7 +246,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
     width, height = im.size
     if max_pixels is not None and width * height > max_pixels:
         raise ImageLoadError(_too_many_pixels_message((width, height), max_pixels))
-    return im
+    return im, data
 
 
 def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int | None) -> str:
@@ -255,7 +269,7 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     ``max_pixels=None`` disables the decompression-bomb guard.
     """
     path = Path(path)
-    im = _open_checked(path, max_pixels)
+    im, data = _open_checked(path, max_pixels)
     notes: list[str] = []
     source_mode, fmt = im.mode, im.format
     try:
@@ -273,8 +287,12 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise ImageLoadError(_too_many_pixels_message(im.size, max_pixels)) from None
 
     orientation, exif_bytes = exif_orientation(im, notes)
-    pixels, alpha, conv_notes = image_to_arrays(im)
-    notes.extend(conv_notes)
+    deep = _sixteen_bit(im, data)
+    if deep is not None:  # kept at 16 bits through the network and into a 16-bit PNG
+        pixels, alpha = deep
+    else:
+        pixels, alpha, conv_notes = image_to_arrays(im)
+        notes.extend(conv_notes)
     pixels, alpha = apply_orientation(pixels, alpha, orientation)
 
     icc = im.info.get("icc_profile") or None
@@ -295,6 +313,39 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         warnings=notes,
         xmp=_xmp(im),
     )
+
+
+def _is_sixteen_bit(im: Image.Image, data: bytes) -> bool:
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return True
+    if im.format == "PNG":  # Pillow opens 16-bit colour PNGs as 8-bit RGB(A): read IHDR
+        return len(data) > 24 and data[24] == 16
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258)
+        return bits is not None and 16 in (bits if isinstance(bits, tuple) else (bits,))
+    return False
+
+
+def _sixteen_bit(im: Image.Image, data: bytes) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(uint16 H x W x C pixels, uint16 alpha or None) of a 16-bit PNG or TIFF, else None.
+
+    Pillow has no 16-bit colour mode, so OpenCV decodes these files; None (the 8-bit path)
+    when it cannot."""
+    if not _is_sixteen_bit(im, data):
+        return None
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None or a.dtype != np.uint16 or a.shape[:2] != (im.height, im.width):
+        return None
+    if a.ndim == 2:
+        return a[:, :, None].copy(), None
+    if a.shape[2] == 4:
+        rgba = cv2.cvtColor(a, cv2.COLOR_BGRA2RGBA)
+        return rgba[:, :, :3].copy(), rgba[:, :, 3].copy()
+    if a.shape[2] == 3:
+        return cv2.cvtColor(a, cv2.COLOR_BGR2RGB), None
+    return None
 
 
 def _xmp(im: Image.Image) -> bytes | None:
@@ -341,7 +392,10 @@ def apply_orientation(
 
 
 def _transpose(a: np.ndarray, method: Image.Transpose) -> np.ndarray:
-    """Apply a Pillow transpose to a uint8 H x W x C array (via Pillow, so it matches EXIF)."""
+    """Apply a Pillow transpose to an H x W x C array (via Pillow for uint8, so it matches
+    EXIF exactly; the same moves in NumPy for 16-bit pixels)."""
+    if a.dtype != np.uint8:
+        return np.ascontiguousarray(_NUMPY_TRANSPOSE[method](a))
     if a.shape[2] == 1:
         return np.array(Image.fromarray(a[:, :, 0], "L").transpose(method))[:, :, None]
     return np.array(Image.fromarray(a, "RGB").transpose(method))
@@ -362,6 +416,47 @@ def arrays_to_image(pixels: np.ndarray, alpha: np.ndarray | None = None) -> Imag
     if alpha is None:
         return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
     return Image.fromarray(np.ascontiguousarray(np.dstack([pixels, alpha])), "RGBA")
+
+
+def _to_8bit(a: np.ndarray) -> np.ndarray:
+    return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png16(
+    pixels: np.ndarray,
+    alpha: np.ndarray | None,
+    icc: bytes | None,
+    exif: bytes | None,
+    xmp: bytes | None,
+) -> bytes:
+    """A 16-bit PNG (grey, RGB or RGBA) with ICC, EXIF and XMP chunks: OpenCV encodes the
+    samples (Pillow has no 16-bit colour mode), the metadata chunks follow IHDR."""
+    import cv2
+
+    if pixels.shape[2] == 1:
+        planes = pixels[:, :, 0] if alpha is None else np.dstack([pixels, pixels, pixels, alpha])
+    else:
+        planes = np.dstack([pixels, alpha]) if alpha is not None else pixels
+    if planes.ndim == 3:
+        planes = cv2.cvtColor(planes, cv2.COLOR_RGBA2BGRA if planes.shape[2] == 4
+                              else cv2.COLOR_RGB2BGR)  # fmt: skip
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(planes))
+    if not ok:
+        raise ImageSaveError("cannot encode a 16-bit PNG")
+    png = encoded.tobytes()
+    chunks = b""
+    if icc:
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        chunks += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    if xmp:
+        chunks += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 bytes, CRC
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
 
 
 def _flatten_on_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -406,11 +501,18 @@ def save_image(
             raise ImageSaveError("refusing to write over an input file")
     if not overwrite and path.exists():
         raise ImageSaveError("output exists (use --overwrite to replace it)")
+    payload = None  # encoded bytes, when Pillow cannot write the image (16-bit colour)
+    if pixels.dtype == np.uint16 and pil_format != "PNG":
+        pixels = _to_8bit(pixels)
+        alpha = None if alpha is None else _to_8bit(alpha)
+        notes.append(f"{name.upper()} has no 16-bit samples: written as 8-bit (PNG keeps 16)")
+    elif pixels.dtype == np.uint16:
+        payload = _png16(pixels, alpha, icc_profile, exif, xmp)
     if pil_format == "JPEG" and alpha is not None:
         pixels, alpha = _flatten_on_white(pixels, alpha), None
         notes.append("JPEG has no transparency: alpha flattened on white")
-    im = arrays_to_image(pixels, alpha)
-    if pil_format == "WEBP" and im.mode in ("L", "LA"):
+    im = arrays_to_image(pixels, alpha) if payload is None else None
+    if im is not None and pil_format == "WEBP" and im.mode in ("L", "LA"):
         im = im.convert("RGBA" if im.mode == "LA" else "RGB")
         if icc_profile is not None and icc_colour_space(icc_profile) != "RGB":
             icc_profile = None
@@ -444,7 +546,10 @@ def save_image(
         raise ImageSaveError(f"cannot write in {folder}: {_one_line(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            im.save(f, format=pil_format, **params)
+            if payload is not None:
+                f.write(payload)
+            else:
+                im.save(f, format=pil_format, **params)
             f.flush()
             os.fsync(f.fileno())
         if overwrite:

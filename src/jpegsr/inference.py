@@ -257,15 +257,15 @@ def upscale_array(
     The module is put in eval mode and channels-last memory format.
     """
     precision = _renamed_precision(precision, deprecated)
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
-        raise TypeError("pixels must be a uint8 numpy array")
+    if not isinstance(pixels, np.ndarray) or pixels.dtype not in (np.uint8, np.uint16):
+        raise TypeError("pixels must be a uint8 or uint16 numpy array")
     if pixels.ndim == 2:
         return upscale_array(loaded_model, pixels[:, :, None], tile, overlap, precision)[:, :, 0]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"pixels must be H x W, H x W x 1 or H x W x 3, not {pixels.shape}")
     if (tile is not None and tile < 0) or overlap < 0:
         raise ValueError("tile and overlap must be >= 0")
-    if pixels.shape[2] == 3 and is_grey_content(pixels):
+    if pixels.dtype == np.uint8 and pixels.shape[2] == 3 and is_grey_content(pixels):
         # grey stored as colour (a scanned print saved as a colour JPEG): upscale its luma and
         # keep R = G = B, instead of letting the network invent colour speckles
         luma = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[:, :, None]
@@ -291,13 +291,15 @@ def upscale_array(
     module.to(memory_format=torch.channels_last)
     if not pixels.flags.writeable:  # e.g. np.asarray(pil_image); torch warns on those
         pixels = pixels.copy()
-    x = torch.from_numpy(pixels).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    top = float(np.iinfo(pixels.dtype).max)  # 255, or 65535 for 16-bit pixels
+    x = torch.from_numpy(pixels.astype(np.float32) if top > 255 else pixels)
+    x = x.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(top)
     if c == 1:
         x = x.expand(1, 3, h, w)
     x = _pad_border(x, b)
     x = _pad_bottom_right(x, hp - h - 2 * b, wp - w - 2 * b)
     luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
-    out = np.empty((h * s, w * s, c), dtype=np.uint8)
+    out = np.empty((h * s, w * s, c), dtype=pixels.dtype)
 
     half = use_bf16(precision, device) and desc.bf16  # the descriptor says if it can
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=half):
@@ -319,10 +321,10 @@ def upscale_array(
                 sr = sr[:, :, (ky0 - cy0) * s : (ky1 - cy0) * s, (kx0 - cx0) * s : (kx1 - cx0) * s]
                 if c == 1:
                     sr = (sr * luma).sum(dim=1, keepdim=True)
-                tile_u8 = sr.clamp(0, 1).mul(255).round().to(torch.uint8)
+                levels = sr.clamp(0, 1).mul(top).round().to(torch.int32)
                 oy, ox = (ky0 - b) * s, (kx0 - b) * s
-                out[oy : oy + tile_u8.shape[2], ox : ox + tile_u8.shape[3]] = (
-                    tile_u8[0].permute(1, 2, 0).cpu().numpy()
+                out[oy : oy + levels.shape[2], ox : ox + levels.shape[3]] = (
+                    levels[0].permute(1, 2, 0).cpu().numpy().astype(out.dtype)
                 )
     return out
 
@@ -332,6 +334,10 @@ def upscale_alpha(alpha: np.ndarray, scale: int, size: tuple[int, int] | None = 
     the network is trained on colour, not masks."""
     h, w = alpha.shape
     th, tw = size or (h * scale, w * scale)
+    if alpha.dtype != np.uint8:
+        import cv2
+
+        return np.clip(cv2.resize(alpha, (tw, th), interpolation=cv2.INTER_CUBIC), 0, 65535)
     im = Image.fromarray(np.ascontiguousarray(alpha), "L")
     return np.asarray(im.resize((tw, th), Image.Resampling.BICUBIC)).copy()
 
@@ -385,11 +391,17 @@ def output_size(
 
 
 def resize_result(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an upscaled uint8 H x W x C result to ``size`` (height, width) with Pillow's
-    antialiased Lanczos filter; unchanged when it already has that size."""
+    """Resize an upscaled H x W x C result to ``size`` (height, width) with Pillow's
+    antialiased Lanczos filter (OpenCV's Lanczos for 16-bit pixels); unchanged when it
+    already has that size."""
     if pixels.shape[:2] == size:
         return pixels
     c = pixels.shape[2]
+    if pixels.dtype != np.uint8:
+        import cv2
+
+        out = cv2.resize(pixels, (size[1], size[0]), interpolation=cv2.INTER_LANCZOS4)
+        return out.reshape(size + (c,))
     im = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels, "L" if c == 1 else "RGB")
     out = np.asarray(im.resize((size[1], size[0]), Image.Resampling.LANCZOS))
     return out[:, :, None] if c == 1 else out
@@ -446,8 +458,8 @@ def upscale(
             result.info["exif"] = exif
         return result
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise TypeError(f"arrays must be uint8, not {image.dtype}")
+        if image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"arrays must be uint8 or uint16, not {image.dtype}")
         sizes = {"outscale": outscale, "width": width, "height": height}
         if image.ndim == 3 and image.shape[2] == 4:
             rgb, alpha = upscale_image(loaded, np.ascontiguousarray(image[:, :, :3]),
