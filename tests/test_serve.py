@@ -56,6 +56,15 @@ def test_good_jpeg_comes_back_four_times_larger(client):
     assert webp.headers["x-model"] == "bicubic"
 
 
+def test_output_size_fields(client):
+    for data, size in (({"outscale": "2"}, (64, 48)), ({"width": "40"}, (40, 30)),
+                       ({"height": "30", "method": "bicubic"}, (40, 30))):  # fmt: skip
+        r = client.post("/api/upscale", files={"file": ("p.jpg", _jpeg())}, data=data)
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == size
+    r = client.post("/api/upscale", files={"file": ("p.jpg", _jpeg())}, data={"width": "500"})
+    assert r.status_code == 400 and "width must be in 1..128" in r.json()["detail"]
+
+
 def test_health_models_and_openapi(client):
     assert client.get("/api/health").json()["status"] == "ok"
     models = client.get("/api/models").json()

@@ -77,24 +77,30 @@ def _status_for(message: str) -> int:
 
 def _upscale_file(
     src: Path, folder: Path, model: str, quality: int | None, fmt: str, method: str,
-    opt: ServeOptions,
+    opt: ServeOptions, size: dict[str, float | int | None] | None = None,
 ) -> tuple[Path, dict[str, str]]:  # fmt: skip
     """Load, upscale (or bicubic) and save one upload; returns the output and its headers."""
     image = load_image(src, opt.max_pixels)
     detected = image.jpeg_quality
     loaded = inference.resolve_model(model, quality if quality is not None else detected)
     s = loaded.descriptor.scale
+    size = size or {}
+    h, w = image.pixels.shape[:2]
+    target = inference.output_size(h, w, s, size.get("outscale"), size.get("width"),
+                                   size.get("height"))  # fmt: skip
     if method == "bicubic":
-        h, w = image.pixels.shape[:2]
-        mode = "L" if image.pixels.shape[2] == 1 else "RGB"
-        im = Image.fromarray(image.pixels[:, :, 0] if mode == "L" else image.pixels, mode)
-        pixels = np.asarray(im.resize((w * s, h * s), Image.Resampling.BICUBIC))
+        pixels8 = image.pixels if image.pixels.dtype == np.uint8 else (image.pixels // 257)
+        pixels8 = pixels8.astype(np.uint8)
+        mode = "L" if pixels8.shape[2] == 1 else "RGB"
+        im = Image.fromarray(pixels8[:, :, 0] if mode == "L" else pixels8, mode)
+        pixels = np.asarray(im.resize((target[1], target[0]), Image.Resampling.BICUBIC))
         pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+        alpha = image.alpha if image.alpha is None or image.alpha.dtype == np.uint8 else None
+        alpha = None if alpha is None else inference.upscale_alpha(alpha, s, target)
         used = "bicubic"
     else:
-        pixels = inference.upscale_array(loaded, image.pixels)
+        pixels, alpha = inference.upscale_image(loaded, image.pixels, image.alpha, **size)
         used = loaded.source and Path(loaded.source).stem
-    alpha = None if image.alpha is None else inference.upscale_alpha(image.alpha, s)
     out = folder / f"result.{fmt}"
     notes = save_image(out, pixels, alpha, image.icc_profile, image.exif, format=fmt,
                        xmp=image.xmp)  # fmt: skip
@@ -140,6 +146,9 @@ def create_app(opt: ServeOptions | None = None) -> FastAPI:
         format: Annotated[str, Form(description="png or webp")] = "png",
         quality: Annotated[int | None, Form(description="JPEG quality for the model")] = None,
         method: Annotated[str, Form(description="jpegsr, or bicubic (to compare)")] = "jpegsr",
+        outscale: Annotated[float | None, Form(description="output scale, 0 < S <= 4")] = None,
+        width: Annotated[int | None, Form(description="output width, aspect kept")] = None,
+        height: Annotated[int | None, Form(description="output height, aspect kept")] = None,
     ) -> Response:
         if format not in FORMATS:
             raise HTTPException(400, f"format must be png or webp, not {format!r}")
@@ -167,11 +176,12 @@ def create_app(opt: ServeOptions | None = None) -> FastAPI:
                     out, headers = await loop.run_in_executor(
                         jobs.pool, _upscale_file, src, folder, model or opt.model, quality,
                         format, method, opt,
+                        {"outscale": outscale, "width": width, "height": height},
                     )  # fmt: skip
                 except ImageLoadError as exc:
                     raise HTTPException(_status_for(str(exc)), str(exc)) from None
-                except (ImageSaveError, WeightsError) as exc:
-                    raise HTTPException(400, str(exc)) from None
+                except (ImageSaveError, WeightsError, ValueError) as exc:
+                    raise HTTPException(400, str(exc).splitlines()[0]) from None
                 name = Path(file.filename or "image").stem + f"_x4.{format}"
                 headers["Content-Disposition"] = f'attachment; filename="{_ascii(name)}"'
                 return Response(out.read_bytes(), media_type=FORMATS[format], headers=headers)
