@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bicubic and denoise+bicubic rows (issue: harness), q = 20 and 50, on the four sets.
-# Writes results/baselines/<method>_q<q>.json and per-image CSVs.
+# Writes results/baselines/<method>_q<q>.json and per-image CSVs, then their README table.
 set -euo pipefail
 for q in 20 50; do
   for m in bicubic denoise+bicubic; do
@@ -10,3 +10,4 @@ for q in 20 50; do
       --no-progress
   done
 done
+jpegsr report baselines
