@@ -14,7 +14,6 @@ import errno
 import glob
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,8 +207,7 @@ def upscale_files(
     killed run are removed in every case.
     """
     if "bf16" in fields:  # the old name of precision
-        warnings.warn("bf16= is now precision= (same values)", DeprecationWarning, stacklevel=2)
-        fields["precision"] = fields.pop("bf16")
+        fields["precision"] = inference.renamed_precision(None, {"bf16": fields.pop("bf16")})
     opt = dataclasses.replace(options or BatchOptions(), **fields)
     fmt = opt.fmt.lower()
     if fmt not in SAVE_FORMATS:
@@ -243,6 +241,7 @@ def upscale_files(
     _prepare_outdir(out_dir)
     remove_stale_temporaries(out_dir)  # left by a run killed mid-write
     protect = [p.resolve() for p in files]
+    protected = set(protect)  # checked once per file: a set, not the list
     claimed: dict[str, Path] = {}
     old_threads = torch.get_num_threads()
     if opt.threads:
@@ -252,7 +251,7 @@ def upscale_files(
             name = str(src)
             try:  # every per-file failure, output naming included, is this file's alone
                 dst = output_path(out_dir, src, fmt, opt.suffix)
-                refusal = _refusal(src, dst, protect, claimed, opt)
+                refusal = _refusal(src, dst, protected, claimed, opt)
                 if refusal == SKIP:
                     summary.skipped.append((name, f"output {dst} exists"))
                 elif refusal:
@@ -279,11 +278,12 @@ SKIP = "skip"  # _refusal's answer for an existing output kept under skip_existi
 
 
 def _refusal(
-    src: Path, dst: Path, protect: list[Path], claimed: dict[str, Path], opt: BatchOptions
+    src: Path, dst: Path, protected: set[Path], claimed: dict[str, Path], opt: BatchOptions
 ) -> str:
     """Why ``src`` must not be written to ``dst`` ("" when it may, SKIP to keep dst)."""
-    key = os.path.normcase(str(dst.resolve()))
-    if dst.resolve() in protect:
+    resolved = dst.resolve()
+    key = os.path.normcase(str(resolved))
+    if resolved in protected:
         return f"output {dst} would overwrite an input file"
     if key in claimed:
         return (

@@ -152,7 +152,7 @@ def bf16_is_fast(device: torch.device) -> bool:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def _renamed_precision(
+def renamed_precision(
     precision: bool | str | None, deprecated: dict[str, object]
 ) -> bool | str | None:
     """Accept the old keyword ``bf16=`` for ``precision=``; refuse any other extra keyword."""
@@ -256,7 +256,7 @@ def upscale_array(
     natively. (``bf16=`` is the old name of ``precision=`` and still accepted.)
     The module is put in eval mode and channels-last memory format.
     """
-    precision = _renamed_precision(precision, deprecated)
+    precision = renamed_precision(precision, deprecated)
     if not isinstance(pixels, np.ndarray) or pixels.dtype not in (np.uint8, np.uint16):
         raise TypeError("pixels must be a uint8 or uint16 numpy array")
     if pixels.ndim == 2:
@@ -435,7 +435,7 @@ def upscale(
     ``assume_quality``. The result is ``scale`` x the input, or ``outscale`` x, or ``width`` /
     ``height`` pixels with the aspect kept (x4, then an antialiased downscale).
     """
-    precision = _renamed_precision(precision, deprecated)
+    precision = renamed_precision(precision, deprecated)
     quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
     if assume_quality is not None:  # as `jpegsr upscale --quality Q`
         quality = assume_quality

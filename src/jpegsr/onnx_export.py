@@ -111,11 +111,12 @@ def load_onnx(path: str | Path) -> LoadedModel:
 
 
 @functools.lru_cache(maxsize=4)
-def _exported(source: str) -> str:
+def _exported(source: str) -> LoadedModel:
+    """``source`` exported once per process and loaded into one onnxruntime session."""
     from jpegsr.weights_io import load_model
 
     folder = Path(tempfile.mkdtemp(prefix="jpegsr-onnx-"))
-    return str(export_onnx(load_model(source), folder / f"{Path(source).stem}.onnx"))
+    return load_onnx(export_onnx(load_model(source), folder / f"{Path(source).stem}.onnx"))
 
 
 def as_onnxruntime(loaded: LoadedModel) -> LoadedModel:
@@ -123,7 +124,7 @@ def as_onnxruntime(loaded: LoadedModel) -> LoadedModel:
     if isinstance(loaded.module, OnnxRuntimeModule):
         return loaded
     try:
-        ort_model = load_onnx(_exported(loaded.source))
+        ort_model = _exported(loaded.source)
     except ImportError as exc:
         raise WeightsError(f"the onnxruntime backend needs the onnx extra ({exc.name} is "
                            "missing): pip install 'jpegsr[onnx]'") from None  # fmt: skip

@@ -47,6 +47,9 @@ class TrainStep:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.ema = copy.deepcopy(model).eval() if config.optim.ema_decay else None
+        self._ema_pairs = None  # (EMA parameters, model parameters), listed once
+        if self.ema is not None:
+            self._ema_pairs = (list(self.ema.parameters()), list(model.parameters()))
         self.optimizer = make_optimizer(model, config.optim.lr, config.optim.betas)
         self.criterion = TwoStageLoss(config.loss)
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -83,13 +86,11 @@ class TrainStep:
         if cfg.optim.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
-        if self.ema is not None:
+        if self._ema_pairs is not None:
             # warm the average up so it does not keep the random init for long
             d = min(cfg.optim.ema_decay, (1 + iteration) / (10 + iteration))
             with torch.no_grad():
-                torch._foreach_lerp_(
-                    list(self.ema.parameters()), list(self.model.parameters()), 1 - d
-                )
+                torch._foreach_lerp_(*self._ema_pairs, 1 - d)
         return StepOutput(loss.detach(), terms)
 
     def state(self) -> dict:
