@@ -94,7 +94,7 @@ def single_conv_gflops() -> list[dict[str, object]]:
 
 def main() -> None:
     torch.manual_seed(0)
-    model = jpegsr.load_model("default").module.eval().to(memory_format=torch.channels_last)
+    model = jpegsr.load_model("q20").module.eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
     rows = []
     with torch.inference_mode():

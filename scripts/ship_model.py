@@ -1,6 +1,6 @@
 """Ship a trained run as a packaged model: weights + model card.
 
-    python scripts/ship_model.py runs/default_q20 --name default --config configs/default_q20.yaml
+    python scripts/ship_model.py runs/default_q20 --name q20 --config configs/default_q20.yaml
 
 Copies RUN/model.safetensors to src/jpegsr/weights/NAME.safetensors and writes NAME.md, the
 model card: training data, degradation, iterations, wall time, machine, command, validation

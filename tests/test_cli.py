@@ -11,7 +11,7 @@ def test_models_json_lists_every_architecture_with_parameter_counts(capsys):
     counts = {r["name"]: r["parameters"] for r in listing["architectures"]}
     assert {"slwsr16", "slwsr32", "two_stage_slwsr32", "rcan_small", "dbpn_small"} <= set(counts)
     assert abs(counts["slwsr32"] - 571_000) / 571_000 < 0.03
-    assert "default" in listing["shipped"]
+    assert "q20" in listing["shipped"] and "default" not in listing["shipped"]
 
 
 def test_train_with_a_bad_config_is_one_line(tmp_path, capsys):

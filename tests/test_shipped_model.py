@@ -1,4 +1,4 @@
-"""The shipped default model: loads offline, upscales the README's example, beats bicubic."""
+"""The shipped models: loads offline, upscales the README's example, beats bicubic."""
 
 from pathlib import Path
 
@@ -15,11 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 SET5 = REPO.parent / "shared" / "datasets" / "benchmark" / "Set5"
 
 
-def test_default_model_is_shipped_with_a_card():
-    loaded = jpegsr.load_model("default")
+def test_q20_model_is_shipped_with_a_card():
+    loaded = jpegsr.load_model("q20")
     assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
     assert Path(loaded.source).with_suffix(".md").is_file()
     assert int(loaded.metadata["iterations"]) > 0
+
+
+def test_the_old_name_default_loads_q20_with_a_warning(tmp_path, capsys):
+    with pytest.warns(FutureWarning, match="'default' is now named 'q20'"):
+        old = jpegsr.load_model("default")
+    assert Path(old.source).name == "q20.safetensors"
+    example = str(REPO / "examples" / "astronaut_q20.jpg")
+    assert main(["upscale", example, "-o", str(tmp_path), "--model", "default"]) == 0
+    err = capsys.readouterr().err
+    assert "jpegsr: warning: model 'default' is now named 'q20'\n" in err
+    assert "FutureWarning" not in err and (tmp_path / "astronaut_q20.png").is_file()
 
 
 def test_readme_example_upscales_offline(tmp_path):
@@ -31,7 +42,7 @@ def test_readme_example_upscales_offline(tmp_path):
 
 @pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/datasets")
 @pytest.mark.parametrize(
-    "name,quality,min_gain", [("default", 20, 0.3), ("blind", 50, 0.5), ("blind_long", 10, 0.3)]
+    "name,quality,min_gain", [("q20", 20, 0.3), ("blind", 50, 0.5), ("blind_long", 10, 0.3)]
 )
 def test_shipped_model_beats_bicubic_on_set5_images(name, quality, min_gain):
     loaded = jpegsr.load_model(name)
@@ -49,7 +60,7 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
     from jpegsr.imageio import load_image
     from jpegsr.inference import upscale_array
 
-    loaded = jpegsr.load_model("default")
+    loaded = jpegsr.load_model("q20")
     pixels = load_image(REPO / "examples" / "chelsea_q15.jpg").pixels
     whole = upscale_array(loaded, pixels, tile=0, precision=precision).astype(int)
     tiled = upscale_array(loaded, pixels, tile=64, precision=precision).astype(int)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -419,12 +420,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _print_warning
+        return _run(args)
+
+
+def _print_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning as one line: ``jpegsr: warning: ...`` (no file, line or category)."""
+    print(f"jpegsr: warning: {str(message).removeprefix('jpegsr: ')}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from jpegsr.config import ConfigError
     from jpegsr.data import DataError
     from jpegsr.weights_io import WeightsError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DataError, WeightsError, FileNotFoundError, KeyError) as exc:

@@ -2,12 +2,14 @@
 
 A weights file records its architecture name and scale in the safetensors metadata, so a
 file alone is enough to rebuild the model. Shipped weights live in ``jpegsr/weights/``
-and are addressed by their stem (``jpegsr.load_model("default")``).
+and are addressed by their stem (``jpegsr.load_model("blind_long")``). A shipped model
+that was renamed keeps its old name as an alias that warns (:data:`RENAMED_MODELS`).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from jpegsr import models
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 AUTO_MODEL = "auto"  # pick a shipped model per input from its JPEG quality
 FORMAT_VERSION = "1"
+# old shipped name -> new name; the old name still loads the model, with a warning
+RENAMED_MODELS = {"default": "q20"}  # renamed for what it does: trained at JPEG q=20 only
 
 
 class WeightsError(ValueError):
@@ -119,6 +123,10 @@ def resolve(name_or_path: str | Path) -> Path:
     unknown JPEG quality) or a file path."""
     if str(name_or_path) == AUTO_MODEL:
         name_or_path = choose_shipped(None)
+    if str(name_or_path) in RENAMED_MODELS and not Path(name_or_path).exists():
+        new = RENAMED_MODELS[str(name_or_path)]
+        warnings.warn(f"model {name_or_path!r} is now named {new!r}", FutureWarning, stacklevel=3)
+        name_or_path = new
     p = Path(name_or_path)
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():

@@ -31,7 +31,7 @@ EXPERIMENTS = [RESULTS / "experiments/blind_long_cpu"]
 
 # Each shipped model was trained from the one before it (see their cards), so a model's cost
 # is its own stages plus all of its ancestors'.
-LINEAGE = ["default", "blind", "blind_long"]
+LINEAGE = ["q20", "blind", "blind_long"]
 CURVE_MODELS = ["blind", "blind_long"]  # the mixed-quality models: one recipe family
 TARGET_QUALITIES = [10, 20, 30, 50]
 
