@@ -2,6 +2,7 @@
 committed results (no hand-typed number survives), and the compute curve's arithmetic."""
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,18 @@ def test_a_flat_or_falling_curve_never_reaches_the_target():
     rate, hours = hours_to_reach([(1.0, 10.0), (4.0, 9.5)], 11.0)
     assert rate < 0
     assert hours is None
+
+
+def test_results_hold_only_what_their_readme_lists():
+    """One layout: every top-level entry of results/ is a row of results/README.md, and back."""
+    import re
+
+    readme = (REPO / "results" / "README.md").read_text()
+    listed = set()
+    for row in readme.splitlines():
+        if row.startswith("| `"):
+            listed |= {name.rstrip("/") for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+    present = {path.split("/")[1] for path in tracked}
+    assert present == listed
