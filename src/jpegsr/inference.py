@@ -35,6 +35,7 @@ from jpegsr.imageio import (
     image_to_arrays,
     jpeg_quality,
 )
+from jpegsr.models.fused import fuse_for_inference
 from jpegsr.models.registry import sr_output
 from jpegsr.weights_io import (
     AUTO_MODEL,
@@ -118,6 +119,23 @@ def with_self_ensemble(loaded: LoadedModel) -> LoadedModel:
     """The same model, predicting through :class:`SelfEnsemble`."""
     desc = dataclasses.replace(loaded.descriptor, two_stage=False)
     return LoadedModel(SelfEnsemble(loaded.module), desc, loaded.source, loaded.metadata)
+
+
+def inference_module(
+    loaded: LoadedModel, device: torch.device, half: bool, fuse: bool = True
+) -> tuple[torch.nn.Module, torch.dtype | None]:
+    """What :func:`upscale_array` runs, and the dtype to feed it: the model's fused copy
+    (:mod:`jpegsr.models.fused`) with its weights in bf16 or fp32, made once per device and
+    precision; or, for a model with nothing to fuse (or ``fuse=False``), the module itself,
+    fed float32 (``None``) and run under bf16 autocast when ``half``."""
+    if not fuse:
+        return loaded.module, None
+    dtype = torch.bfloat16 if half else torch.float32
+    key = (str(device), str(dtype))
+    if key not in loaded.prepared:
+        loaded.prepared[key] = fuse_for_inference(loaded.module, dtype, device)
+    fused = loaded.prepared[key]
+    return (loaded.module, None) if fused is None else (fused, dtype)
 
 
 def quality_mismatch(loaded: LoadedModel, jpeg_quality: int | None) -> list[str]:
@@ -246,6 +264,7 @@ def upscale_array(
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     precision: bool | str | None = None,
+    fuse: bool = True,
     **deprecated: object,
 ) -> np.ndarray:
     """Super-resolve uint8 pixels (H x W, H x W x 1 or H x W x 3); same layout, ``scale`` x size.
@@ -253,14 +272,17 @@ def upscale_array(
     ``tile=None`` picks a tile size automatically (see :func:`auto_tile`), ``tile=0`` runs the
     whole image in one pass. ``precision``: ``"bf16"``/``True`` bfloat16 autocast,
     ``"fp32"``/``False`` full precision, ``"auto"``/``None`` bf16 where the hardware runs it
-    natively. (``bf16=`` is the old name of ``precision=`` and still accepted.)
+    natively. (``bf16=`` is the old name of ``precision=`` and still accepted.) ``fuse``: run
+    the model's fused inference copy where it has one (the same function, faster; see
+    :func:`inference_module`); ``False`` runs the module as trained.
     The module is put in eval mode and channels-last memory format.
     """
     precision = renamed_precision(precision, deprecated)
     if not isinstance(pixels, np.ndarray) or pixels.dtype not in (np.uint8, np.uint16):
         raise TypeError("pixels must be a uint8 or uint16 numpy array")
     if pixels.ndim == 2:
-        return upscale_array(loaded_model, pixels[:, :, None], tile, overlap, precision)[:, :, 0]
+        grey = upscale_array(loaded_model, pixels[:, :, None], tile, overlap, precision, fuse)
+        return grey[:, :, 0]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"pixels must be H x W, H x W x 1 or H x W x 3, not {pixels.shape}")
     if (tile is not None and tile < 0) or overlap < 0:
@@ -269,7 +291,8 @@ def upscale_array(
         # grey stored as colour (a scanned print saved as a colour JPEG): upscale its luma and
         # keep R = G = B, instead of letting the network invent colour speckles
         luma = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[:, :, None]
-        return np.repeat(upscale_array(loaded_model, luma, tile, overlap, precision), 3, axis=2)
+        grey = upscale_array(loaded_model, luma, tile, overlap, precision, fuse)
+        return np.repeat(grey, 3, axis=2)
     desc = loaded_model.descriptor
     module = loaded_model.module
     s, m = desc.scale, max(1, desc.size_multiple)
@@ -302,7 +325,9 @@ def upscale_array(
     out = np.empty((h * s, w * s, c), dtype=pixels.dtype)
 
     half = use_bf16(precision, device) and desc.bf16  # the descriptor says if it can
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=half):
+    run, dtype = inference_module(loaded_model, device, half, fuse)
+    autocast = half and dtype is None
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
         for y0, y1, cy0, cy1 in _spans(hp, tile, ov, min_ctx):
             ky0, ky1 = max(y0, b), min(y1, b + h)  # the rows of this tile the image keeps
             if ky0 >= ky1:
@@ -312,7 +337,7 @@ def upscale_array(
                 if kx0 >= kx1:
                     continue
                 patch = x[:, :, cy0:cy1, cx0:cx1].contiguous(memory_format=torch.channels_last)
-                sr = desc.sr(module(patch)).float()
+                sr = desc.sr(run(patch if dtype is None else patch.to(dtype))).float()
                 if sr.shape[-2:] != (patch.shape[-2] * s, patch.shape[-1] * s):
                     raise RuntimeError(
                         f"model {desc.name} returned {tuple(sr.shape)} for input "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -32,10 +32,14 @@ class WeightsError(ValueError):
 
 @dataclass
 class LoadedModel:
+    """A model ready for inference. ``prepared`` caches what inference derives from ``module``
+    (its fused copies per device and precision): treat the weights as fixed once loaded."""
+
     module: nn.Module
     descriptor: models.ModelDescriptor
     source: str
     metadata: dict[str, str]
+    prepared: dict[tuple[str, str], nn.Module | None] = field(default_factory=dict, repr=False)
 
 
 def save_weights(

@@ -40,7 +40,8 @@ class FusionGroup(nn.Module):
         self.fuse = conv1x1(2 * n_feats, n_feats)
         self.blocks = nn.Sequential(*(ResBlock(n_feats) for _ in range(n_blocks)))
 
-    def forward(self, prev: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    def forward(self, prev: torch.Tensor, mirror: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        side = 0.5 * mirror + 0.5 * pool
         return self.blocks(self.fuse(torch.cat([prev, side], dim=1)))
 
 
@@ -83,7 +84,7 @@ class Body(nn.Module):
         n_first = len(self.first_half)
         for k, group in enumerate(self.second_half):
             mirror = lasts[n_first - 2 - k]  # k=0 -> group 4, ..., k=3 -> group 1
-            out = group(out, 0.5 * mirror + 0.5 * pool)
+            out = group(out, mirror, pool)
         return out + head
 
 

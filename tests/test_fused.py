@@ -1,0 +1,86 @@
+"""The fused inference copy (jpegsr.models.fused): the same function as the trained module,
+in fp32 and bf16, with and without oneDNN, and the trained module left untouched."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import jpegsr
+from jpegsr import metrics, models
+from jpegsr.imageio import load_image
+from jpegsr.inference import inference_module, upscale_array
+from jpegsr.models import fused as fused_mod
+from jpegsr.models.fused import FusedResBlock, fuse_for_inference
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _random_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = models.build(name, 4).eval()
+    with torch.no_grad():  # trained-like: no zero-initialised tails, so every path matters
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("name", ["slwsr16", "two_stage_slwsr16"])
+@pytest.mark.parametrize("onednn", [True, False])
+def test_fused_fp32_computes_the_same_function(name, onednn, monkeypatch):
+    monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device: onednn)
+    model = _random_model(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(1, 3, 24, 20)
+    with torch.inference_mode():
+        ref = models.sr_output(model(x))
+        fused = fuse_for_inference(model, torch.float32, torch.device("cpu"))
+        assert fused is not None
+        blocks = [m for m in fused.modules() if isinstance(m, FusedResBlock)]
+        assert len(blocks) == 26 * (2 if name.startswith("two_stage") else 1)
+        assert all(b.onednn is onednn for b in blocks)
+        out = models.sr_output(fused(x.contiguous(memory_format=torch.channels_last)))
+    assert out.shape == ref.shape == (1, 3, 96, 80)
+    assert (out - ref).abs().max().item() < 1e-4
+    for k, v in model.state_dict().items():  # the trained module is not changed
+        assert torch.equal(v, before[k]), k
+
+
+def test_a_model_with_nothing_to_fuse_runs_as_it_is():
+    loaded = jpegsr.load_model("q20")
+    rcan = type(loaded)(models.build("rcan_small", 4).eval(), models.describe("rcan_small", 4),
+                        "test", {})  # fmt: skip
+    module, dtype = inference_module(rcan, torch.device("cpu"), half=True)
+    assert module is rcan.module and dtype is None  # run under autocast, fed float32
+    out = upscale_array(rcan, np.zeros((8, 8, 3), np.uint8), precision="bf16")
+    assert out.shape == (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def crop():
+    return load_image(REPO / "examples" / "chelsea_q15.jpg").pixels[30:126, 60:180]
+
+
+@pytest.mark.parametrize("precision,min_psnr", [("fp32", 80.0), ("bf16", 50.0)])
+def test_shipped_model_fused_path_matches_the_fp32_reference(crop, precision, min_psnr):
+    loaded = jpegsr.load_model("blind_long")
+    ref = upscale_array(loaded, crop, precision="fp32", fuse=False)
+    fast = upscale_array(loaded, crop, precision=precision)
+    assert fast.shape == ref.shape == (384, 480, 3)
+    if precision == "fp32":
+        assert np.abs(fast.astype(int) - ref).max() <= 1
+    assert metrics.psnr(fast, ref) > min_psnr
+    key = (str(torch.device("cpu")), str(torch.bfloat16 if precision == "bf16" else torch.float32))
+    assert loaded.prepared[key] is not None  # the fused copy is made once and kept
+
+
+def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch):
+    monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device: False)
+    loaded = jpegsr.load_model("blind_long")  # a fresh load: an empty cache of fused copies
+    ref = upscale_array(loaded, crop, precision="fp32", fuse=False)
+    fast = upscale_array(loaded, crop, precision="fp32")
+    blocks = [m for m in loaded.prepared[("cpu", "torch.float32")].modules()
+              if isinstance(m, FusedResBlock)]  # fmt: skip
+    assert blocks and not any(b.onednn for b in blocks)
+    assert np.abs(fast.astype(int) - ref).max() <= 1
