@@ -12,7 +12,7 @@ from jpegsr import metrics, models
 from jpegsr.imageio import load_image
 from jpegsr.inference import inference_module, upscale_array
 from jpegsr.models import fused as fused_mod
-from jpegsr.models.fused import FusedResBlock, fuse_for_inference
+from jpegsr.models.fused import FusedResBlock, SplitConv1x1, fuse_for_inference
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,9 @@ def test_fused_fp32_computes_the_same_function(name, onednn, monkeypatch):
         assert fused is not None
         blocks = [m for m in fused.modules() if isinstance(m, FusedResBlock)]
         assert len(blocks) == 26 * (2 if name.startswith("two_stage") else 1)
-        assert all(b.onednn is onednn for b in blocks)
+        splits = [m for m in fused.modules() if isinstance(m, SplitConv1x1)]
+        assert len(splits) == 5 * (2 if name.startswith("two_stage") else 1)  # pool + 4 fusions
+        assert all(b.onednn is onednn for b in blocks + splits)
         out = models.sr_output(fused(x.contiguous(memory_format=torch.channels_last)))
     assert out.shape == ref.shape == (1, 3, 96, 80)
     assert (out - ref).abs().max().item() < 1e-4

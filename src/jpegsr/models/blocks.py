@@ -1,5 +1,6 @@
 """Building blocks shared by the architectures (BasicSR's arch_util): convolutions with
-"same" padding, the RGB mean shift, the EDSR residual block and the sub-pixel upsampler."""
+"same" padding, a 1x1 convolution over a concatenation, the RGB mean shift, the EDSR residual
+block and the sub-pixel upsampler."""
 
 from __future__ import annotations
 
@@ -15,8 +16,18 @@ def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
 
 
-def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+class ConcatConv1x1(nn.Conv2d):
+    """A 1x1 convolution of the channel concatenation of a list of tensors.
+
+    Its parameters are a plain ``Conv2d``'s; taking the parts rather than their concatenation
+    lets an inference copy skip building it (:mod:`jpegsr.models.fused`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(torch.cat(parts, dim=1))
 
 
 class MeanShift(nn.Module):

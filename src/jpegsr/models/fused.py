@@ -7,8 +7,10 @@ that computes the same function with fewer passes over memory:
 * each EDSR residual block runs as two oneDNN convolutions with fused post-ops, conv + ReLU
   then conv + the block's input (``torch.ops.mkldnn._convolution_pointwise``), instead of
   four kernels (conv, ReLU, conv, add);
-* the second half's ``0.5 * mirror + 0.5 * pool`` loses its two multiplications: the 0.5 is
-  folded into the fusion 1x1 convolution's weights for that half of its input;
+* the 1x1 convolutions over a concatenation (the information pool, the second half's fusion)
+  run one convolution per part, each adding onto the last in its post-op, so the
+  concatenation is never built; the fusion's ``0.5 * mirror + 0.5 * pool`` becomes two parts
+  with the 0.5 folded into their weights;
 * the output mean shift is folded into the bias of the last convolution.
 
 Where oneDNN is not available (a build without it, or a non-CPU device) the same folded
@@ -23,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jpegsr.models.blocks import MeanShift, ResBlock
-from jpegsr.models.slwsr import SLWSR, FusionGroup
+from jpegsr.models.blocks import ConcatConv1x1, MeanShift, ResBlock
+from jpegsr.models.slwsr import SLWSR, Body, FusionGroup
 
 
 def onednn_fusion_available(device: torch.device) -> bool:
@@ -62,19 +64,46 @@ class FusedResBlock(nn.Module):
         )
 
 
+class SplitConv1x1(nn.Module):
+    """:class:`ConcatConv1x1` without the concatenation: one 1x1 convolution per part, each
+    adding onto the last in its post-op (``conv(p0, W0) + b + conv(p1, W1) + ...``)."""
+
+    def __init__(self, weights: list[torch.Tensor], bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList(nn.Parameter(w.detach().clone()) for w in weights)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.onednn = True  # set by fuse_for_inference for the target device
+
+    @classmethod
+    def of(cls, conv: ConcatConv1x1, n_parts: int) -> SplitConv1x1:
+        """For ``n_parts`` parts of equal width."""
+        return cls(list(torch.split(conv.weight, conv.in_channels // n_parts, dim=1)), conv.bias)
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        ws = list(self.weights)
+        out = F.conv2d(parts[0], ws[0], self.bias)
+        for part, w in zip(parts[1:], ws[1:], strict=True):
+            if self.onednn and part.device.type == "cpu":
+                out = torch.ops.mkldnn._convolution_pointwise(
+                    part, out, w, None, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [None], ""
+                )
+            else:
+                out = out + F.conv2d(part, w)
+        return out
+
+
 class FusedFusionGroup(nn.Module):
-    """:class:`FusionGroup` with the 0.5 of ``0.5 * (mirror + pool)`` in its 1x1 weights."""
+    """:class:`FusionGroup` on ``(prev, mirror, pool)`` with neither the concatenation nor the
+    ``0.5 * mirror + 0.5 * pool``: the 0.5 sits in the 1x1 weights of both halves."""
 
     def __init__(self, group: FusionGroup) -> None:
         super().__init__()
-        self.fuse = group.fuse
+        w_prev, w_side = torch.split(group.fuse.weight, group.fuse.in_channels // 2, dim=1)
+        self.fuse = SplitConv1x1([w_prev, 0.5 * w_side, 0.5 * w_side], group.fuse.bias)
         self.blocks = group.blocks
-        n = self.fuse.in_channels // 2
-        with torch.no_grad():
-            self.fuse.weight[:, n:] *= 0.5
 
     def forward(self, prev: torch.Tensor, mirror: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.fuse(torch.cat([prev, mirror + pool], dim=1)))
+        return self.blocks(self.fuse([prev, mirror, pool]))
 
 
 def _fold_output_mean(model: SLWSR) -> None:
@@ -87,43 +116,41 @@ def _fold_output_mean(model: SLWSR) -> None:
     model.add_mean = nn.Identity()  # type: ignore[assignment]
 
 
-def _replace(parent: nn.Module, onednn: bool) -> int:
-    """Swap fusable children of ``parent`` (recursively) for their fused forms; their count."""
+def _fused(module: nn.Module) -> tuple[nn.Module, int]:
+    """``module`` with its fusable parts (itself included) swapped for their fused forms, and
+    how many it swapped. Changes the module it is given: call it on a copy."""
+    if isinstance(module, ResBlock):
+        return FusedResBlock(module), 1
     count = 0
-    for name, child in list(parent.named_children()):
-        if isinstance(child, ResBlock):
-            fused = FusedResBlock(child)
-            fused.onednn = onednn
-            setattr(parent, name, fused)
-            count += 1
-            continue
-        if isinstance(child, FusionGroup):
-            child = FusedFusionGroup(child)
-            setattr(parent, name, child)
-            count += 1
-        if isinstance(child, SLWSR) and isinstance(child.add_mean, MeanShift):
-            _fold_output_mean(child)
-            count += 1
-        count += _replace(child, onednn)
-    return count
+    if isinstance(module, FusionGroup):
+        module, count = FusedFusionGroup(module), 1
+    elif isinstance(module, Body) and isinstance(module.pool, ConcatConv1x1):
+        module.pool = SplitConv1x1.of(module.pool, module.pool.in_channels // module.n_feats)
+        count = 1
+    elif isinstance(module, SLWSR) and isinstance(module.add_mean, MeanShift):
+        _fold_output_mean(module)
+        count = 1
+    for name, child in list(module.named_children()):
+        new, n = _fused(child)
+        if new is not child:
+            setattr(module, name, new)
+        count += n
+    return module, count
 
 
 def fuse_for_inference(
     module: nn.Module, dtype: torch.dtype = torch.float32, device: torch.device | None = None
 ) -> nn.Module | None:
-    """A fused inference copy of ``module`` with its parameters in ``dtype``, channels-last;
-    ``None`` when the module has nothing to fuse (run it as it is)."""
-    if not any(isinstance(m, (ResBlock, FusionGroup, SLWSR)) for m in module.modules()):
-        return None
+    """A fused inference copy of ``module`` with its parameters in ``dtype``, channels-last, on
+    ``device`` (default: the module's); ``None`` when it has nothing to fuse (run it as is)."""
+    if not any(isinstance(m, ResBlock | FusionGroup | Body | SLWSR) for m in module.modules()):
+        return None  # checked before copying: a wrapped runtime (onnxruntime) need not copy
     device = device or next(module.parameters()).device
-    fused = copy.deepcopy(module).float()
-    if isinstance(fused, SLWSR) and isinstance(fused.add_mean, MeanShift):
-        _fold_output_mean(fused)
-        n = 1 + _replace(fused, onednn_fusion_available(device))
-    else:
-        n = _replace(fused, onednn_fusion_available(device))
-    if n == 0:
-        return None
+    fused, _ = _fused(copy.deepcopy(module).float())
+    onednn = onednn_fusion_available(device)
+    for m in fused.modules():
+        if isinstance(m, FusedResBlock | SplitConv1x1):
+            m.onednn = onednn
     fused.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
     for p in fused.parameters():
         p.requires_grad_(False)

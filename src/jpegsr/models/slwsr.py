@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jpegsr.models.blocks import MeanShift, ResBlock, Upsampler, conv1x1, conv3x3
+from jpegsr.models.blocks import ConcatConv1x1, MeanShift, ResBlock, Upsampler, conv3x3
 
 FIRST_HALF_GROUPS = (3, 3, 3, 3, 2)
 SECOND_HALF_GROUPS = (3, 3, 3, 3)
@@ -37,12 +37,12 @@ class FusionGroup(nn.Module):
 
     def __init__(self, n_feats: int, n_blocks: int) -> None:
         super().__init__()
-        self.fuse = conv1x1(2 * n_feats, n_feats)
+        self.fuse = ConcatConv1x1(2 * n_feats, n_feats)
         self.blocks = nn.Sequential(*(ResBlock(n_feats) for _ in range(n_blocks)))
 
     def forward(self, prev: torch.Tensor, mirror: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
         side = 0.5 * mirror + 0.5 * pool
-        return self.blocks(self.fuse(torch.cat([prev, side], dim=1)))
+        return self.blocks(self.fuse([prev, side]))
 
 
 class Body(nn.Module):
@@ -60,7 +60,7 @@ class Body(nn.Module):
         )
         # pool inputs: head, first blocks of groups 2..5, last block of group 5 (6 tensors)
         n_pool = 1 + len(FIRST_HALF_GROUPS)
-        self.pool = conv1x1(n_pool * n_feats, n_feats, bias=False)
+        self.pool = ConcatConv1x1(n_pool * n_feats, n_feats, bias=False)
         self.second_half = nn.ModuleList(FusionGroup(n_feats, n) for n in SECOND_HALF_GROUPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ class Body(nn.Module):
             lasts.append(outs[-1])
             feed = outs[0] + outs[-1]  # the last group's sum is not used
 
-        pool = self.pool(torch.cat([head, *firsts[1:], lasts[-1]], dim=1))
+        pool = self.pool([head, *firsts[1:], lasts[-1]])
 
         out = lasts[-1]
         n_first = len(self.first_half)
