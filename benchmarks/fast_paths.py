@@ -1,10 +1,12 @@
-"""Candidate fast paths for the default model, timed on one 256x256 LR tile (what auto tiling
-feeds the network), with the per-operator profile that explains the gap to matmul speed.
+"""Candidate fast paths for the model ``jpegsr upscale`` picks at q=20, timed on one 256x256 LR
+tile (what auto tiling feeds the network), with the per-operator profile of the shipped path
+that explains the gap to matmul speed.
 
     python benchmarks/fast_paths.py     # writes benchmarks/fast_paths.{json,md}; machine idle
 
-onnxruntime is optional (``pip install -e ".[bench]"``). Each variant's max abs difference
-to the fp32 eager output is recorded (in [0, 1] units).
+onnxruntime (``pip install -e ".[bench]"``) and OpenVINO (``pip install openvino``) are
+optional candidates. Each variant's max abs difference to the fp32 eager output is recorded
+(in [0, 1] units).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from speed import timed
 
 import jpegsr
-from jpegsr.benchmark import cpu_model
+from jpegsr.models.fused import fuse_for_inference
 from jpegsr.models.registry import sr_output
+from jpegsr.perf import cpu_model, timed
+from jpegsr.weights_io import choose_shipped
 
 OUT = Path(__file__).resolve().parent
+MODEL = choose_shipped(20)  # what `jpegsr upscale` uses for a q=20 file
 
 
 def variants(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
@@ -37,17 +41,47 @@ def variants(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], 
     traced = torch.jit.optimize_for_inference(
         torch.jit.freeze(torch.jit.trace(bf16_weights, xb, check_trace=False))
     )
+    fused32 = fuse_for_inference(model, torch.float32)
+    fused16 = fuse_for_inference(model, torch.bfloat16)
+    assert fused32 is not None and fused16 is not None
     found = {
         "eager fp32": lambda: sr_output(model(x)),
-        "eager bf16 autocast (shipped path)": autocast_bf16,
+        "fused fp32 (`--precision fp32`)": lambda: sr_output(fused32(x)),
+        "eager bf16 autocast (the path before fusion)": autocast_bf16,
         "eager bf16 weights": lambda: sr_output(bf16_weights(xb)),
+        "fused bf16 (the shipped path where bf16 is native)": lambda: sr_output(fused16(xb)),
         "TorchScript frozen, bf16 weights": lambda: sr_output(traced(xb)),
     }
     try:
         found["onnxruntime fp32 (CPU provider)"] = onnxruntime_variant(model, x)
     except ImportError:
         print("onnxruntime not installed: that variant is skipped")
+    try:
+        found["OpenVINO bf16 (CPU plugin)"] = openvino_variant(model, x)
+    except ImportError:
+        print("openvino not installed (pip install openvino): that variant is skipped")
     return found
+
+
+def openvino_variant(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The model converted by OpenVINO from PyTorch and compiled for its CPU plugin with a bf16
+    inference precision (its own fusions and AMX kernels), same threads."""
+    import openvino as ov
+
+    class SROnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, lq: torch.Tensor) -> torch.Tensor:
+            return sr_output(self.inner(lq))
+
+    converted = ov.convert_model(SROnly(model), example_input=x.contiguous())
+    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
+              "INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
+    request = ov.Core().compile_model(converted, "CPU", config).create_infer_request()
+    feed = x.contiguous().numpy()
+    return lambda: torch.from_numpy(request.infer([feed])[0].copy())
 
 
 def onnxruntime_variant(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -94,7 +128,7 @@ def single_conv_gflops() -> list[dict[str, object]]:
 
 def main() -> None:
     torch.manual_seed(0)
-    model = jpegsr.load_model("q20").module.eval().to(memory_format=torch.channels_last)
+    model = jpegsr.load_model(MODEL).module.eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
     rows = []
     with torch.inference_mode():
@@ -112,9 +146,11 @@ def main() -> None:
                      "seconds": timed(lambda: compiled(xb), 5),
                      "max_abs_diff": (out - ref).abs().max().item(),
                      "first_call_seconds": compile_s})  # fmt: skip
-        with torch.autocast("cpu", torch.bfloat16), torch.profiler.profile() as prof:
+        fused16 = fuse_for_inference(model, torch.bfloat16)
+        assert fused16 is not None
+        with torch.profiler.profile() as prof:
             for _ in range(3):
-                model(x)
+                fused16(x.to(torch.bfloat16))
         layer = single_conv_gflops()
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in ops)
@@ -122,11 +158,11 @@ def main() -> None:
     res = {"machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__, "python": platform.python_version()},
            "input": "1x3x256x256 (one auto tile)", "variants": rows,
-           "bf16_autocast_profile": profile, "single_layer": layer,
+           "fused_bf16_profile": profile, "single_layer": layer,
            "command": "python benchmarks/fast_paths.py"}  # fmt: skip
     (OUT / "fast_paths.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [
-        "# Fast-path candidates (one 256x256 LR tile, default model)",
+        f"# Fast-path candidates (one 256x256 LR tile, `{MODEL}`)",
         "",
         f"{res['machine']['cpu']}, {res['machine']['threads']} threads, torch "
         f"{res['machine']['torch']}. Command: `{res['command']}`.",
@@ -137,7 +173,7 @@ def main() -> None:
         "",
         f"torch.compile's first call (compilation) took {compile_s:.1f} s.",
         "",
-        "Where the bf16 autocast forward spends its time (share of operator self time):",
+        "Where the fused bf16 forward spends its time (share of operator self time):",
         "",
         "| operator | share |",
         "|---|---|",

@@ -31,14 +31,12 @@ import numpy as np
 import torch
 
 from jpegsr import models
-from jpegsr.benchmark import cpu_model
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
+from jpegsr.perf import conv_flops, cpu_model
 from jpegsr.train_step import TrainStep
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from speed import conv_flops  # noqa: E402
 
 SHAPES = ((16, 48), (64, 64))
 TRAIN_DIRS = ("../shared/datasets/train/BSD200", "../shared/datasets/train/T91")

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from safetensors import safe_open
 
-from jpegsr.benchmark import cpu_model
+from jpegsr.perf import cpu_model
 from jpegsr.reports.cards import benchmark_section
 from jpegsr.reports.common import write_atomic
 

@@ -148,3 +148,20 @@ def test_auto_method_uses_the_model_upscale_would_pick(tmp_path, capsys, monkeyp
         assert code == 0
         psnr[method] = json.loads(js.read_text())["sets"]["Tiny"]["psnr"]
     assert psnr["auto"] == psnr["wide"] != psnr[str(shipped / "spec.safetensors")]
+
+
+def test_conv_flops_counts_every_convolution_once():
+    from jpegsr.perf import conv_flops
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 2, 1))
+    flops = conv_flops(net, torch.zeros(1, 3, 10, 10))
+    assert flops == 2 * (3 * 9 * 8 + 8 * 1 * 2) * 100
+
+
+def test_cpu_features_are_read_not_assumed():
+    from jpegsr.perf import CPU_FEATURES, cpu_features
+
+    feats = cpu_features()
+    assert list(feats) == list(CPU_FEATURES) and all(isinstance(v, bool) for v in feats.values())
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert feats["avx2"] == (" avx2 " in flags.replace("\n", " "))

@@ -185,17 +185,6 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def cpu_model() -> str:
-    """The CPU's model name (recorded with speed results and in model cards)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this result (recorded in the JSON)."""
     parts = ["jpegsr benchmark", f"--method {args.method}", f"--sets {args.sets}"]

@@ -1,0 +1,80 @@
+"""Measuring speed: the machine (CPU model and the features the fast paths depend on), wall
+time, the convolution work of a model and the dense-matmul rate it is compared with.
+
+Used by the speed benchmarks (``benchmarks/``) and recorded with their results; nothing here
+changes what inference does (``jpegsr.inference`` detects features for itself).
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+# CPU flags (as /proc/cpuinfo names them) that decide which kernels oneDNN can use
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def cpu_model() -> str:
+    """The CPU's model name (recorded with speed results and in model cards)."""
+    for line in _cpuinfo():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of :data:`CPU_FEATURES` this CPU reports (all False where it cannot be read)."""
+    flags: set[str] = set()
+    for line in _cpuinfo():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return {f: f in flags for f in CPU_FEATURES}
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Multiply-adds x 2 of every Conv2d for input ``x`` (counted with forward hooks)."""
+    total = 0.0
+
+    def hook(mod: torch.nn.Conv2d, _inp: object, out: torch.Tensor) -> None:
+        nonlocal total
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        total += 2.0 * mod.in_channels // mod.groups * k * out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    with torch.inference_mode():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """The dense n x n matmul rate (GFLOP/s) of this machine in ``dtype``: the reference that
+    convolution rates are held against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / timed(lambda: torch.mm(a, b), repeats) / 1e9
