@@ -86,3 +86,17 @@ def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch
               if isinstance(m, FusedResBlock)]  # fmt: skip
     assert blocks and not any(b.onednn for b in blocks)
     assert np.abs(fast.astype(int) - ref).max() <= 1
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_a_3x3_convolution_moves_before_the_pixel_shuffle_exactly(r):
+    from jpegsr.models.fused import shuffle_then_conv
+
+    torch.manual_seed(r)
+    conv = torch.nn.Conv2d(5, 3, 3, padding=1)
+    x = torch.randn(2, 5 * r * r, 7, 6, dtype=torch.float64)
+    conv = conv.double()
+    ref = conv(torch.nn.functional.pixel_shuffle(x, r))
+    out = torch.nn.functional.pixel_shuffle(shuffle_then_conv(conv, r).double()(x), r)
+    assert out.shape == ref.shape == (2, 3, 7 * r, 6 * r)
+    assert torch.allclose(out, ref, atol=1e-12)

@@ -11,7 +11,9 @@ that computes the same function with fewer passes over memory:
   run one convolution per part, each adding onto the last in its post-op, so the
   concatenation is never built; the fusion's ``0.5 * mirror + 0.5 * pool`` becomes two parts
   with the 0.5 folded into their weights;
-* the output mean shift is folded into the bias of the last convolution.
+* the output mean shift is folded into the bias of the last convolution, and that
+  convolution moves before the last pixel shuffle (:func:`shuffle_then_conv`): it runs on the
+  coarse grid and the shuffle moves 3 channels instead of 32.
 
 Where oneDNN is not available (a build without it, or a non-CPU device) the same folded
 weights run through plain PyTorch ops, so the copy is always correct, only not always faster.
@@ -116,6 +118,44 @@ def _fold_output_mean(model: SLWSR) -> None:
     model.add_mean = nn.Identity()  # type: ignore[assignment]
 
 
+def shuffle_then_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    """The 3x3 convolution on the coarse grid that, followed by ``PixelShuffle(r)``, equals
+    ``PixelShuffle(r)`` followed by ``conv`` (3x3, zero padding 1): each fine output pixel
+    reads fine neighbours that sit in the coarse pixel or its 8 neighbours, so the fine
+    kernel's taps move to (coarse offset, sub-pixel channel). Zero padding matches too: a fine
+    pixel outside the image is a sub-pixel of a coarse pixel outside it."""
+    if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1):
+        raise ValueError("only a 3x3 convolution with padding 1 and stride 1 folds")
+    o, c = conv.out_channels, conv.in_channels
+    w = conv.weight.detach()
+    k = torch.zeros(o, r, r, c, r, r, 3, 3, dtype=w.dtype)  # o, a, b | c, i, j | ky, kx
+    for a in range(r):
+        for dy in range(3):
+            i, ky = (a + dy - 1) % r, (a + dy - 1) // r + 1
+            for b in range(r):
+                for dx in range(3):
+                    j, kx = (b + dx - 1) % r, (b + dx - 1) // r + 1
+                    k[:, a, b, :, i, j, ky, kx] += w[:, :, dy, dx]
+    folded = nn.Conv2d(c * r * r, o * r * r, 3, padding=1, bias=conv.bias is not None)
+    with torch.no_grad():
+        folded.weight.copy_(k.reshape(o * r * r, c * r * r, 3, 3))
+        if conv.bias is not None:
+            folded.bias.copy_(conv.bias.detach().repeat_interleave(r * r))
+    return folded
+
+
+def _fold_last_shuffle(model: SLWSR) -> None:
+    """Turn SLWSR's tail ``..., PixelShuffle(r), conv3x3`` into ``..., conv3x3', PixelShuffle(r)``:
+    the last convolution then runs on the coarse grid (more channels, fewer pixels: fast on
+    matrix units) and the large shuffle of its input becomes a small shuffle of its output."""
+    up, last = model.tail[0], model.tail[-1]
+    if not (len(model.tail) == 2 and isinstance(up, nn.Sequential)
+            and isinstance(up[-1], nn.PixelShuffle) and isinstance(last, nn.Conv2d)):  # fmt: skip
+        return
+    r = up[-1].upscale_factor
+    model.tail = nn.Sequential(*list(up)[:-1], shuffle_then_conv(last, r), nn.PixelShuffle(r))
+
+
 def _fused(module: nn.Module) -> tuple[nn.Module, int]:
     """``module`` with its fusable parts (itself included) swapped for their fused forms, and
     how many it swapped. Changes the module it is given: call it on a copy."""
@@ -129,6 +169,7 @@ def _fused(module: nn.Module) -> tuple[nn.Module, int]:
         count = 1
     elif isinstance(module, SLWSR) and isinstance(module.add_mean, MeanShift):
         _fold_output_mean(module)
+        _fold_last_shuffle(module)
         count = 1
     for name, child in list(module.named_children()):
         new, n = _fused(child)
