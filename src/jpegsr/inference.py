@@ -45,9 +45,11 @@ from jpegsr.weights_io import (
     trained_qualities,
 )
 
-# Auto tiling bounds every forward pass to about this many LR pixels per side (256 x 256 LR
-# is 1024 x 1024 SR): peak memory then no longer grows with the image.
-MAX_PASS_SIDE = 256
+# Auto tiling bounds every forward pass to about MAX_PASS_SIDE² LR pixels (384 x 384 LR is
+# 1536 x 1536 SR): peak memory then no longer grows with the image. bf16 passes hold half the
+# bytes, so they can be larger, and larger passes are faster (less overlap, fewer calls); the
+# sizes keep a 4000 x 3000 output under 1.5 GB (benchmarks/README.md, peak RSS per path).
+MAX_PASS_SIDE = {"bf16": 384, "fp32": 256}
 DEFAULT_OVERLAP = 16
 # Mirrored context added on every side of the image and cropped off the result. The network
 # pads each convolution with zeros, which the image's own borders would otherwise see: without
@@ -238,12 +240,15 @@ def _spans(size: int, tile: int, overlap: int, min_size: int) -> list[tuple[int,
     return spans
 
 
-def auto_tile(height: int, width: int, overlap: int, size_multiple: int = 1) -> int:
-    """Tile size (0 = whole image) keeping every forward pass within ~MAX_PASS_SIDE² LR pixels."""
-    if height * width <= MAX_PASS_SIDE * MAX_PASS_SIDE:
+def auto_tile(
+    height: int, width: int, overlap: int, size_multiple: int = 1, max_side: int = 256
+) -> int:
+    """Tile size (0 = whole image) keeping every forward pass within ~``max_side``² LR pixels
+    (:data:`MAX_PASS_SIDE` of the precision)."""
+    if height * width <= max_side * max_side:
         return 0
     ov = _round_up(overlap, size_multiple)
-    return max(size_multiple, (MAX_PASS_SIDE - 2 * ov) // size_multiple * size_multiple)
+    return max(size_multiple, (max_side - 2 * ov) // size_multiple * size_multiple)
 
 
 def is_grey_content(pixels: np.ndarray, rows: int = 256) -> bool:
@@ -303,13 +308,14 @@ def upscale_array(
     hp = max(_round_up(h + 2 * b, m), _round_up(desc.min_size, m))
     wp = max(_round_up(w + 2 * b, m), _round_up(desc.min_size, m))
     ov = _round_up(overlap, m)
+    device = _model_device(module)
+    half = use_bf16(precision, device) and desc.bf16  # the descriptor says if it can
     if tile is None:
-        tile = auto_tile(hp, wp, overlap, m)
+        tile = auto_tile(hp, wp, overlap, m, MAX_PASS_SIDE["bf16" if half else "fp32"])
     elif tile > 0:
         tile = _round_up(max(tile, desc.min_size), m)
     min_ctx = _round_up(desc.min_size, m)
 
-    device = _model_device(module)
     module.eval()
     module.to(memory_format=torch.channels_last)
     if not pixels.flags.writeable:  # e.g. np.asarray(pil_image); torch warns on those
@@ -324,7 +330,6 @@ def upscale_array(
     luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
     out = np.empty((h * s, w * s, c), dtype=pixels.dtype)
 
-    half = use_bf16(precision, device) and desc.bf16  # the descriptor says if it can
     run, dtype = inference_module(loaded_model, device, half, fuse)
     autocast = half and dtype is None
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
