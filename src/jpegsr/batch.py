@@ -4,6 +4,10 @@ The policy of ``jpegsr upscale``: files, folders and glob patterns in; ``OUTDIR/
 .<ext>`` out, written atomically, never over an input; existing outputs refused, replaced
 (``overwrite``) or kept (``skip_existing``); every per-file failure one line, never the end of
 the batch. The pixels go through :func:`jpegsr.inference.upscale_image`.
+
+:func:`upscale_files` runs every file in this process; :mod:`jpegsr.ray_engine` runs them on
+Ray actors. Both drive the same :class:`Batch` (inputs, output folder, plan, report) and the
+same per-file step, :func:`process_file`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import filecmp
+import functools
 import glob
 import os
+import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +33,7 @@ from jpegsr.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     SAVE_FORMATS,
+    TEMP_PREFIX,
     ImageLoadError,
     ImageSaveError,
     load_image,
@@ -206,72 +214,137 @@ def upscale_files(
     counts them as skipped (resuming an interrupted batch); this tool's temporaries left by a
     killed run are removed in every case.
     """
-    if "bf16" in fields:  # the old name of precision
-        fields["precision"] = inference.renamed_precision(None, {"bf16": fields.pop("bf16")})
-    opt = dataclasses.replace(options or BatchOptions(), **fields)
-    fmt = opt.fmt.lower()
-    if fmt not in SAVE_FORMATS:
-        raise ValueError(f"unsupported output format {fmt!r} (use png, webp or jpg)")
-    out_dir = Path(outdir)
-    summary = UpscaleSummary(outdir=out_dir)
-
-    def report(kind: list[tuple[str, str]], name: str, reason: str, prefix: str = "") -> None:
-        kind.append((name, reason))
-        if log is not None:
-            log(f"jpegsr: {name}: {prefix}{reason}")
-
-    files, problems, skipped = collect_inputs(inputs, opt.recursive, exclude=out_dir.resolve())
-    summary.found = len(files)
-    summary.skipped.extend(skipped)
-    for name, reason in problems:
-        report(summary.failed, name, reason)
-    if not files:
-        return summary
-
-    def model_for(jpeg_quality: int | None) -> LoadedModel:
-        loaded = inference.resolve_model(opt.model, jpeg_quality)
-        if opt.backend == "onnxruntime":
-            from jpegsr.onnx_export import as_onnxruntime
-
-            loaded = as_onnxruntime(loaded)
-        return inference.with_self_ensemble(loaded) if opt.self_ensemble else loaded
-
+    batch = Batch(inputs, outdir, options, log, **fields)
+    if not batch.files:
+        return batch.summary
+    model_for = functools.partial(model_for_options, batch.options)
     model_for(None)  # a model that cannot be loaded fails before any output is written
-    created = not out_dir.exists()
-    _prepare_outdir(out_dir)
-    remove_stale_temporaries(out_dir)  # left by a run killed mid-write
-    protect = [p.resolve() for p in files]
-    protected = set(protect)  # checked once per file: a set, not the list
-    claimed: dict[str, Path] = {}
+    batch.open()
+    opt = batch.options
     old_threads = torch.get_num_threads()
     if opt.threads:
         torch.set_num_threads(opt.threads)
     try:
-        for src in tqdm(files, file=sys.stderr, unit="img", disable=_disable(opt.progress)):
-            name = str(src)
-            try:  # every per-file failure, output naming included, is this file's alone
-                dst = output_path(out_dir, src, fmt, opt.suffix)
-                refusal = _refusal(src, dst, protected, claimed, opt)
-                if refusal == SKIP:
-                    summary.skipped.append((name, f"output {dst} exists"))
-                elif refusal:
-                    report(summary.failed, name, refusal)
-                else:
-                    for note in _upscale_file(src, dst, fmt, protect, opt, model_for):
-                        report(summary.warnings, name, note, prefix="warning: ")
-                    summary.ok.append((src, dst))
-            except (ImageLoadError, ImageSaveError) as exc:
-                report(summary.failed, name, str(exc))
-            except ValueError as exc:  # e.g. a --width beyond 4x this file's width
-                report(summary.failed, name, str(exc).splitlines()[0])
-            except Exception as exc:  # one bad image must not stop the batch
-                report(summary.failed, name, _failure_reason(exc))
+        for src in tqdm(batch.files, file=sys.stderr, unit="img", disable=_disable(opt.progress)):
+            planned = batch.plan(src)
+            if isinstance(planned, Path):
+                planned = process_file(src, planned, opt, batch.protect, model_for)
+            batch.record(planned)
     finally:
         torch.set_num_threads(old_threads)
-        if created and not summary.ok:
+        batch.finish()
+    return batch.summary
+
+
+def model_for_options(opt: BatchOptions, jpeg_quality: int | None) -> LoadedModel:
+    """The model ``opt`` asks for, for a file of this JPEG quality (cached by name)."""
+    loaded = inference.resolve_model(opt.model, jpeg_quality)
+    if opt.backend == "onnxruntime":
+        from jpegsr.onnx_export import as_onnxruntime
+
+        loaded = as_onnxruntime(loaded)
+    return inference.with_self_ensemble(loaded) if opt.self_ensemble else loaded
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What became of one input: the one record both engines report (:meth:`Batch.record`)."""
+
+    source: str  # the input, as found
+    status: str  # OK, FAILED or SKIPPED
+    output: str = ""  # OK: the file written
+    reason: str = ""  # FAILED, SKIPPED: why, one line
+    warnings: tuple[str, ...] = ()
+
+
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+class Batch:
+    """One run of ``jpegsr upscale`` up to the pixels: inputs, output folder, plan and report.
+
+    Both engines drive it the same way: :meth:`plan` each of :attr:`files` where the batch
+    was started (output name, refusal of existing outputs), :func:`process_file` each planned
+    (input, output) pair wherever the model runs, :meth:`record` each result, :meth:`finish`.
+    Creating it expands the inputs and reports the ones that do not exist; :meth:`open`
+    prepares the output folder.
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[str | os.PathLike[str]],
+        outdir: str | os.PathLike[str],
+        options: BatchOptions | None = None,
+        log: Callable[[str], None] | None = None,
+        **fields: object,
+    ) -> None:
+        if "bf16" in fields:  # the old name of precision
+            fields["precision"] = inference.renamed_precision(None, {"bf16": fields.pop("bf16")})
+        opt = dataclasses.replace(options or BatchOptions(), **fields)
+        fmt = opt.fmt.lower()
+        if fmt not in SAVE_FORMATS:
+            raise ValueError(f"unsupported output format {fmt!r} (use png, webp or jpg)")
+        self.options = dataclasses.replace(opt, fmt=fmt)
+        self.outdir = Path(outdir)
+        self.summary = UpscaleSummary(outdir=self.outdir)
+        self._log = log
+        files, problems, skipped = collect_inputs(
+            inputs, opt.recursive, exclude=self.outdir.resolve()
+        )
+        self.files = files
+        self.summary.found = len(files)
+        self.summary.skipped.extend(skipped)
+        for name, reason in problems:
+            self._report(self.summary.failed, name, reason)
+        self.protect = [p.resolve() for p in files]
+        self._protected = set(self.protect)  # checked once per file: a set, not the list
+        self._claimed: dict[str, Path] = {}
+        self._created = False
+
+    def open(self) -> None:
+        """Create the output folder (or raise :class:`OutputFolderError`) and remove this
+        tool's temporaries left in it by a killed run."""
+        self._created = not self.outdir.exists()
+        _prepare_outdir(self.outdir)
+        remove_stale_temporaries(self.outdir)
+
+    def plan(self, src: Path) -> Path | FileResult:
+        """The output ``src`` is to be written to, or its result when it must not be."""
+        name = str(src)
+        try:  # every per-file failure, output naming included, is this file's alone
+            dst = output_path(self.outdir, src, self.options.fmt, self.options.suffix)
+            refusal = _refusal(src, dst, self._protected, self._claimed, self.options)
+        except Exception as exc:
+            return FileResult(name, FAILED, reason=failure_reason(exc))
+        if refusal == SKIP:
+            return FileResult(name, SKIPPED, reason=f"output {dst} exists")
+        if refusal:
+            return FileResult(name, FAILED, reason=refusal)
+        return dst
+
+    def record(self, result: FileResult) -> None:
+        """Add one file's result to the summary; failures and warnings become log lines."""
+        if result.status == OK:
+            for note in result.warnings:
+                self._report(self.summary.warnings, result.source, note, prefix="warning: ")
+            self.summary.ok.append((Path(result.source), Path(result.output)))
+        elif result.status == SKIPPED:
+            self.summary.skipped.append((result.source, result.reason))
+        else:
+            self._report(self.summary.failed, result.source, result.reason)
+
+    def finish(self) -> None:
+        """Remove the output folder again when this run created it and wrote nothing."""
+        if self._created and not self.summary.ok:
             with contextlib.suppress(OSError):
-                out_dir.rmdir()  # only if empty: nothing was written, leave no trace
-    return summary
+                self.outdir.rmdir()  # only if empty: nothing was written, leave no trace
+
+    def _report(
+        self, kind: list[tuple[str, str]], name: str, reason: str, prefix: str = ""
+    ) -> None:
+        kind.append((name, reason))
+        if self._log is not None:
+            self._log(f"jpegsr: {name}: {prefix}{reason}")
 
 
 SKIP = "skip"  # _refusal's answer for an existing output kept under skip_existing
@@ -298,13 +371,39 @@ def _refusal(
     return ""
 
 
+def process_file(
+    src: Path,
+    dst: Path,
+    opt: BatchOptions,
+    protect: Sequence[Path],
+    model_for: Callable[[int | None], LoadedModel],
+    *,
+    same_output_is_done: bool = False,
+) -> FileResult:
+    """Upscale one planned file into ``dst``: the per-file step of every engine.
+
+    Never raises for the file's own problems: they come back as the result's one-line
+    reason. ``same_output_is_done`` makes a rerun of the item idempotent: when ``dst`` has
+    appeared since it was planned and holds exactly the bytes this run writes, the earlier
+    attempt is taken as done instead of failing with "output exists" (the Ray engine's
+    retries after a worker died; see :mod:`jpegsr.ray_engine`).
+    """
+    name = str(src)
+    try:
+        notes = _upscale_file(src, dst, opt.fmt, protect, opt, model_for, same_output_is_done)
+    except Exception as exc:  # one bad image must not stop the batch
+        return FileResult(name, FAILED, reason=failure_reason(exc))
+    return FileResult(name, OK, output=str(dst), warnings=tuple(notes))
+
+
 def _upscale_file(
     src: Path,
     dst: Path,
     fmt: str,
-    protect: list[Path],
+    protect: Sequence[Path],
     opt: BatchOptions,
     model_for: Callable[[int | None], LoadedModel],
+    same_output_is_done: bool = False,
 ) -> list[str]:
     """Load, upscale and atomically save one file; returns its warnings."""
     image = load_image(src, opt.max_pixels)
@@ -322,18 +421,49 @@ def _upscale_file(
         width=opt.width,
         height=opt.height,
     )
-    notes += save_image(
-        dst,
-        pixels,
-        alpha,
-        icc_profile=image.icc_profile,
-        exif=image.exif,
-        format=fmt,
-        overwrite=opt.overwrite,
-        protect=protect,
-        xmp=image.xmp,
-    )
-    return notes
+
+    def save(path: Path, overwrite: bool) -> list[str]:
+        return save_image(
+            path,
+            pixels,
+            alpha,
+            icc_profile=image.icc_profile,
+            exif=image.exif,
+            format=fmt,
+            overwrite=overwrite,
+            protect=protect,
+            xmp=image.xmp,
+        )
+
+    try:
+        return notes + save(dst, opt.overwrite)
+    except ImageSaveError:
+        if opt.overwrite or not same_output_is_done or not dst.is_file():
+            raise
+        saved = _saved_before(dst, save)
+        if saved is None:
+            raise
+        return notes + saved
+
+
+def _saved_before(dst: Path, save: Callable[[Path, bool], list[str]]) -> list[str] | None:
+    """``save``'s warnings if ``dst`` already holds exactly the bytes it writes (encoded
+    beside ``dst`` under a temporary name and compared), else None."""
+    check = dst.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        notes = save(check, False)
+        return notes if filecmp.cmp(check, dst, shallow=False) else None
+    finally:
+        check.unlink(missing_ok=True)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a file failed, from the exception its processing raised."""
+    if isinstance(exc, (ImageLoadError, ImageSaveError)):
+        return str(exc)
+    if isinstance(exc, ValueError):  # e.g. a --width beyond 4x this file's width
+        return (str(exc).splitlines() or [type(exc).__name__])[0]
+    return _failure_reason(exc)
 
 
 def _failure_reason(exc: BaseException) -> str:

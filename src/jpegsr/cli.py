@@ -240,7 +240,33 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
-        "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch; with --engine ray, of each actor (default 1, and the CPUs "
+        "Ray reserves for it)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="upscale in this process, or with a pool of Ray actors (needs jpegsr[ray]; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="--engine ray: HOST:PORT of a running cluster's head (default: start Ray locally "
+        "for this run)",
+    )
+    parser.add_argument(
+        "--actors",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="--engine ray: actors upscaling at once, each loading the model once (default 1)",
     )
     parser.add_argument(
         "--max-pixels",
@@ -279,8 +305,34 @@ def upscale_command(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_pixels=args.max_pixels or None,
     )
+    ray_flags = {"--ray-address": args.ray_address, "--actors": args.actors}
+    ray_only = [flag for flag, value in ray_flags.items() if value is not None]
+    if args.engine != "ray" and ray_only:
+        print(f"jpegsr: {' and '.join(ray_only)} only apply to --engine ray", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        summary = upscale_files(args.inputs, args.outdir, options, log=log)
+        if args.engine == "ray":
+            from jpegsr import ray_engine
+
+            missing = ray_engine.missing_dependency()
+            if missing is not None:
+                print(f"jpegsr: --engine ray needs the ray extra ({missing} is missing): "
+                      "pip install 'jpegsr[ray]'", file=sys.stderr)  # fmt: skip
+                return EXIT_USAGE
+            try:
+                summary = ray_engine.upscale_files_ray(
+                    args.inputs,
+                    args.outdir,
+                    options,
+                    address=args.ray_address,
+                    actors=args.actors or 1,
+                    log=log,
+                )
+            except ray_engine.RayEngineError as exc:
+                print(f"jpegsr: {exc}", file=sys.stderr)
+                return exc.exit_code
+        else:
+            summary = upscale_files(args.inputs, args.outdir, options, log=log)
     except WeightsError as exc:
         print(f"jpegsr: model {args.model}: {exc}", file=sys.stderr)
         return 2
