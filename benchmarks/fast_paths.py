@@ -123,7 +123,39 @@ def single_conv_gflops() -> list[dict[str, object]]:
         rows.append({"dtype": str(dtype).removeprefix("torch."),
                      "conv3x3_32_gflops": flop / conv_s / 1e9,
                      "same_shape_gemm_gflops": flop / gemm_s / 1e9})  # fmt: skip
+    int8 = int8_conv_seconds(x, conv)
+    if int8 is not None:
+        conv_s, gemm_s = int8
+        rows.append({"dtype": "int8 (u8 x s8, oneDNN qconv, fp32 out)",
+                     "conv3x3_32_gflops": flop / conv_s / 1e9,
+                     "same_shape_gemm_gflops": flop / gemm_s / 1e9})  # fmt: skip
     return rows
+
+
+def int8_conv_seconds(x: torch.Tensor, conv: torch.nn.Conv2d) -> tuple[float, float] | None:
+    """The same layer in int8 (what a quantized model would run: u8 activations with a zero
+    point, per-channel s8 weights, oneDNN's qconv) and the same-shape int8 GEMM; None where
+    this PyTorch build lacks the ops. A measure of the ceiling only: jpegsr ships no int8."""
+    qconv = getattr(torch.ops.onednn, "qconv2d_pointwise", None)
+    if qconv is None or not hasattr(torch, "_int_mm"):
+        return None
+    with torch.no_grad():
+        w = conv.weight.detach()
+        x_scale = float(x.abs().max()) / 127
+        qx = (torch.round(x / x_scale) + 128).clamp(0, 255).to(torch.uint8)
+        w_scale = (w.abs().amax(dim=(1, 2, 3)) / 127).float()
+        qw = torch.round(w / w_scale.view(-1, 1, 1, 1)).clamp(-128, 127).to(torch.int8)
+        shape = list(x.shape)
+        packed = torch.ops.onednn.qconv_prepack(qw, w_scale, x_scale, 128, [1, 1], [1, 1],
+                                                [1, 1], 1, shape)  # fmt: skip
+        zp = torch.zeros(w.shape[0], dtype=torch.int64)
+        conv_s = timed(lambda: qconv(qx.contiguous(memory_format=torch.channels_last), x_scale,
+                                     128, packed, w_scale, zp, conv.bias, [1, 1], [1, 1], [1, 1],
+                                     1, 1.0, 0, torch.float32, "none", [None], ""), 5)  # fmt: skip
+        a = torch.randint(-128, 127, (65536, 288), dtype=torch.int8)
+        b = torch.randint(-128, 127, (288, 32), dtype=torch.int8)
+        gemm_s = timed(lambda: torch._int_mm(a, b), 5)
+    return conv_s, gemm_s
 
 
 def main() -> None:

@@ -100,3 +100,13 @@ def test_a_3x3_convolution_moves_before_the_pixel_shuffle_exactly(r):
     out = torch.nn.functional.pixel_shuffle(shuffle_then_conv(conv, r).double()(x), r)
     assert out.shape == ref.shape == (2, 3, 7 * r, 6 * r)
     assert torch.allclose(out, ref, atol=1e-12)
+
+
+def test_without_native_bf16_auto_takes_the_fp32_fused_path(crop, monkeypatch):
+    from jpegsr import inference
+
+    monkeypatch.setattr(inference, "bf16_is_fast", lambda device: False)
+    loaded = jpegsr.load_model("blind_long")
+    auto = upscale_array(loaded, crop)  # precision "auto"
+    assert list(loaded.prepared) == [("cpu", "torch.float32")]
+    np.testing.assert_array_equal(auto, upscale_array(loaded, crop, precision="fp32"))

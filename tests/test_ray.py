@@ -299,7 +299,7 @@ def test_without_ray_the_engine_is_one_line_and_exit_2(batch, monkeypatch, tmp_p
 def test_ray_flags_need_the_ray_engine(batch, tmp_path):
     src, _, _ = batch
     code, _, err = _run_main("upscale", str(src), "-o", str(tmp_path / "o"), "--actors", "2")
-    assert code == 2 and err.splitlines() == ["jpegsr: --actors only apply to --engine ray"]
+    assert code == 2 and err.splitlines() == ["jpegsr: --actors only applies to --engine ray"]
 
 
 class Nearest(nn.Module):

@@ -93,9 +93,9 @@ def test_auto_tile_bounds_each_pass():
     assert auto_tile(200, 300, 16) == 0  # fits in one pass
     tile = auto_tile(750, 1000, 16)  # a 4000 x 3000 result
     assert 0 < tile and tile + 2 * 16 <= 256
-    assert auto_tile(300, 480, 16, max_side=384) == 0  # 144,000 LR pixels: one pass
-    tile = auto_tile(750, 1000, 16, max_side=384)
-    assert 256 < tile and tile + 2 * 16 <= 384
+    assert auto_tile(328, 488, 16, max_side=512) == 0  # 480x320 with its border: one pass
+    tile = auto_tile(750, 1000, 16, max_side=512)
+    assert 256 < tile and tile + 2 * 16 <= 512
 
 
 def test_grey_uses_rgb_model_and_returns_one_channel():

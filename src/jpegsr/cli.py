@@ -308,7 +308,8 @@ def upscale_command(args: argparse.Namespace) -> int:
     ray_flags = {"--ray-address": args.ray_address, "--actors": args.actors}
     ray_only = [flag for flag, value in ray_flags.items() if value is not None]
     if args.engine != "ray" and ray_only:
-        print(f"jpegsr: {' and '.join(ray_only)} only apply to --engine ray", file=sys.stderr)
+        verb = "apply" if len(ray_only) > 1 else "applies"
+        print(f"jpegsr: {' and '.join(ray_only)} only {verb} to --engine ray", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.engine == "ray":

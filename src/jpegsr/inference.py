@@ -45,11 +45,12 @@ from jpegsr.weights_io import (
     trained_qualities,
 )
 
-# Auto tiling bounds every forward pass to about MAX_PASS_SIDE² LR pixels (384 x 384 LR is
-# 1536 x 1536 SR): peak memory then no longer grows with the image. bf16 passes hold half the
-# bytes, so they can be larger, and larger passes are faster (less overlap, fewer calls); the
-# sizes keep a 4000 x 3000 output under 1.5 GB (benchmarks/README.md, peak RSS per path).
-MAX_PASS_SIDE = {"bf16": 384, "fp32": 256}
+# Auto tiling bounds every forward pass to about MAX_PASS_SIDE² LR pixels (512 x 512 LR is
+# 2048 x 2048 SR): peak memory then no longer grows with the image. bf16 passes hold half the
+# bytes, so they can be larger, and larger passes are faster (less overlap, fewer calls; a
+# 480 x 320 image is one pass); the sizes keep a 4000 x 3000 output under 1.5 GB
+# (benchmarks/README.md, peak RSS per path).
+MAX_PASS_SIDE = {"bf16": 512, "fp32": 256}
 DEFAULT_OVERLAP = 16
 # Mirrored context added on every side of the image and cropped off the result. The network
 # pads each convolution with zeros, which the image's own borders would otherwise see: without

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from jpegsr.reports import baselines, cards, curve, quality, table1
+from jpegsr.reports import baselines, cards, curve, quality, readme, table1
 from jpegsr.reports.common import write_atomic
 
 REPORTS: dict[str, Callable[[], dict[Path, str]]] = {
     "baselines": baselines.build,
     "table1": table1.build,
-    "quality": quality.build,  # also the README's quality table
+    "quality": quality.build,
     "curve": curve.build,
     "cards": cards.build,  # the benchmark section of each shipped model's card
+    "readme": readme.build,  # README's quality table and speed summary
 }
 
 

@@ -1,5 +1,6 @@
 """What every report shares: the sets, the paper's Table 1, the cell format, reading results
-and weights metadata, the training cost of shipped models, and atomic writes."""
+and weights metadata, the training cost of shipped models, generated blocks inside a
+hand-written file, and atomic writes."""
 
 from __future__ import annotations
 
@@ -82,6 +83,17 @@ def cpu_equivalent_hours(stages: list[dict]) -> float:
     spi = cpu_seconds_per_gpu_iteration()
     return sum(st["hours"] if st["device"] == "cpu" else st["iterations"] * spi / 3600
                for st in stages)  # fmt: skip
+
+
+def replace_block(text: str, name: str, lines: list[str]) -> str:
+    """``text`` with the lines between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``
+    replaced by ``lines`` (the markers stay)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        raise ValueError(f"no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
 
 
 def write_atomic(path: Path, text: str) -> None:

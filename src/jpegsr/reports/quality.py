@@ -1,7 +1,8 @@
 """results/quality.md and .json (issue #5): the shipped models at JPEG q = 10, 20, 30, 50 on
-the four sets, bicubic and the paper beside them, the targets checked, training time summed;
-and the README's quality table. The cells come from `bash scripts/quality.sh`; self-ensemble
-rows from results/self_ensemble/*.json."""
+the four sets, bicubic and the paper beside them, the targets checked, training time summed.
+The cells come from `bash scripts/quality.sh`; self-ensemble rows from
+results/self_ensemble/*.json. The README's quality table (:func:`readme_table`) is placed by
+the ``readme`` report from results/quality.json."""
 
 from __future__ import annotations
 
@@ -24,9 +25,6 @@ from jpegsr.weights_io import choose_shipped, shipped_models, trained_qualities
 
 QUALITIES = [10, 20, 30, 50]
 
-README = Path("README.md")
-BEGIN, END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
-
 
 def readme_table(table: dict[str, dict]) -> list[str]:
     """The README's summary: bicubic vs what `jpegsr upscale` picks, per quality."""
@@ -41,16 +39,6 @@ def readme_table(table: dict[str, dict]) -> list[str]:
             r = t["rows"].get(key)
             lines.append(f"| {q} | {label} | " + " | ".join(cell(r, s) for s in SETS) + " |")
     return lines
-
-
-def readme_with_table(lines: list[str]) -> str:
-    """The README with its generated quality table (between the markers) replaced."""
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{README} has no {BEGIN} ... {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail
 
 
 def experiments_section() -> list[str]:
@@ -79,7 +67,7 @@ def experiments_section() -> list[str]:
 
 
 def build() -> dict[Path, str]:
-    """results/quality.md and .json, and the README's quality table."""
+    """results/quality.md and .json."""
     names = shipped_models()
     lines = [
         "# Quality: shipped models at every JPEG quality (x4, Y-PSNR/SSIM, border 4)",
@@ -188,5 +176,4 @@ def build() -> dict[Path, str]:
     return {
         RESULTS / "quality.md": "\n".join(lines),
         RESULTS / "quality.json": json.dumps(out, indent=2) + "\n",
-        README: readme_with_table(readme_table(table)),
     }
