@@ -307,3 +307,27 @@ def test_save_modes(tmp_path):
 def test_save_into_missing_folder(tmp_path):
     with pytest.raises(ImageSaveError, match="does not exist"):
         save_image(tmp_path / "no" / "out.png", _noise(4, 4))
+
+
+def test_png_outputs_use_the_faster_zlib_level_and_stay_lossless(tmp_path):
+    import struct
+    import zlib
+
+    from jpegsr.imageio import PNG_COMPRESS_LEVEL, save_image
+
+    rng = np.random.default_rng(3)
+    pixels = (np.add.outer(np.arange(64), np.arange(96))[:, :, None] // 3 % 256).astype(np.uint8)
+    pixels = np.repeat(pixels, 3, axis=2) ^ rng.integers(0, 4, (64, 96, 3), dtype=np.uint8)
+    out = tmp_path / "x.png"
+    save_image(out, pixels, None, format="png")
+    data = out.read_bytes()
+    pos, idat = 8, b""
+    while pos < len(data):  # the PNG's chunks: length, type, body, CRC
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        idat += data[pos + 8 : pos + 8 + length] if kind == b"IDAT" else b""
+        pos += 12 + length
+    flevel = idat[1] >> 6  # zlib header: 0 fastest (1), 1 fast (2-5), 2 default (6), 3 max
+    assert PNG_COMPRESS_LEVEL == 4 and flevel == 1
+    assert zlib.decompress(idat)  # a valid stream
+    with Image.open(out) as back:
+        np.testing.assert_array_equal(np.asarray(back), pixels)
