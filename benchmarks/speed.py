@@ -33,6 +33,7 @@ from PIL import Image
 import jpegsr
 from jpegsr import degrade
 from jpegsr.benchmark import evaluate_set, resolve_set
+from jpegsr.imageio import PNG_COMPRESS_LEVEL
 from jpegsr.inference import MAX_PASS_SIDE, upscale_array, use_bf16
 from jpegsr.models.fused import onednn_fusion_available
 from jpegsr.perf import conv_flops, cpu_features, cpu_model, matmul_gflops, timed
@@ -161,10 +162,15 @@ def markdown(res: dict) -> str:
         "```bash",
         "python benchmarks/speed.py        # -> benchmarks/results.json and this README",
         "python benchmarks/fast_paths.py   # -> benchmarks/fast_paths.{json,md}",
+        "python benchmarks/png_encode.py   # -> benchmarks/png_encode.{json,md}",
+        "python benchmarks/train_speed.py  # -> benchmarks/train_speed.{json,md}",
+        "python benchmarks/ray_throughput.py  # -> benchmarks/ray_throughput.{json,md}",
         "```",
         "",
         "[`fast_paths.md`](fast_paths.md) times the fast-path candidates on one tile and shows",
-        "where the time goes. `jpegsr upscale` runs the model's fused inference copy",
+        "where the time goes; [`png_encode.md`](png_encode.md) what writing the result costs",
+        f"(`jpegsr upscale` writes PNG at zlib level {PNG_COMPRESS_LEVEL}). `jpegsr upscale` runs",
+        "the model's fused inference copy",
         "(`jpegsr.models.fused`: oneDNN convolutions with the ReLU and residual adds as post-ops,",
         "no concatenations, folded constants) in bf16 where the CPU runs bf16 natively",
         "(`--precision auto`, the default) and in fp32 elsewhere; without oneDNN the same copy",
@@ -238,7 +244,12 @@ def markdown(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--markdown-only", action="store_true",
+                    help="rewrite README.md from results.json without measuring")  # fmt: skip
     args = ap.parse_args()
+    if args.markdown_only:
+        (OUT / "README.md").write_text(markdown(json.loads((OUT / "results.json").read_text())))
+        return
     n = 2 if args.quick else 5
     threads = torch.get_num_threads()
     loaded = jpegsr.load_model(MODEL)
