@@ -1,5 +1,6 @@
 """How long writing the result takes: Pillow's PNG encoder at each zlib level on the 1920x1280
-output of the speed benchmark's 480x320 test image, and the file size it gives.
+output of the speed benchmarks' 480x320 test image (``jpegsr.perf.speed_test_image``), and
+the file size it gives.
 
     python benchmarks/png_encode.py      # writes benchmarks/png_encode.{json,md}; about 1 min
 
@@ -14,12 +15,11 @@ import platform
 from pathlib import Path
 
 from PIL import Image
-from speed import test_image
 
 import jpegsr
 from jpegsr.imageio import PNG_COMPRESS_LEVEL
 from jpegsr.inference import upscale_array
-from jpegsr.perf import cpu_model, timed
+from jpegsr.perf import cpu_model, speed_test_image, timed
 from jpegsr.weights_io import choose_shipped
 
 OUT = Path(__file__).resolve().parent
@@ -34,7 +34,7 @@ def encoded(image: Image.Image, level: int) -> bytes:
 
 def main() -> None:
     model = choose_shipped(20)
-    result = Image.fromarray(upscale_array(jpegsr.load_model(model), test_image()))
+    result = Image.fromarray(upscale_array(jpegsr.load_model(model), speed_test_image()))
     rows = [{"level": level, "seconds": timed(lambda lv=level: encoded(result, lv), 5),
              "kib": len(encoded(result, level)) / 1024} for level in LEVELS]  # fmt: skip
     ref = next(r for r in rows if r["level"] == 6)  # Pillow's default

@@ -36,7 +36,14 @@ from jpegsr.benchmark import evaluate_set, resolve_set
 from jpegsr.imageio import PNG_COMPRESS_LEVEL
 from jpegsr.inference import MAX_PASS_SIDE, upscale_array, use_bf16
 from jpegsr.models.fused import onednn_fusion_available
-from jpegsr.perf import conv_flops, cpu_features, cpu_model, matmul_gflops, timed
+from jpegsr.perf import (
+    conv_flops,
+    cpu_features,
+    cpu_model,
+    matmul_gflops,
+    speed_test_image,
+    timed,
+)
 from jpegsr.weights_io import choose_shipped
 
 OUT = Path(__file__).resolve().parent
@@ -65,20 +72,6 @@ TARGETS = {  # issue #15
 def auto_path() -> str:
     """The path ``jpegsr upscale`` takes on this machine (precision ``auto``, fused)."""
     return "bf16, fused" if use_bf16("auto", torch.device("cpu")) else "fp32, fused"
-
-
-def test_image() -> np.ndarray:
-    """A 480x320 JPEG q=20 input: a BSD100 image when the data is there, else synthetic."""
-    bsd = Path("../shared/datasets/benchmark/BSD100")
-    if bsd.is_dir():
-        hr = np.asarray(Image.open(sorted(bsd.glob("*.png"))[0]).convert("RGB"))
-        if hr.shape[0] > hr.shape[1]:
-            hr = hr.transpose(1, 0, 2)
-        src = hr[:320, :480]
-    else:
-        yy, xx = np.mgrid[0:320, 0:480]
-        src = np.stack([xx % 255, yy % 255, (xx * yy) % 255], -1).astype(np.uint8)
-    return degrade.jpeg_roundtrip(np.ascontiguousarray(src), 20)
 
 
 PEAK_RSS_CODE = """
@@ -253,7 +246,7 @@ def main() -> None:
     n = 2 if args.quick else 5
     threads = torch.get_num_threads()
     loaded = jpegsr.load_model(MODEL)
-    img = test_image()
+    img = speed_test_image()
     cpu = torch.device("cpu")
     res: dict[str, object] = {
         "machine": {"cpu": cpu_model(), "cores": threads,

@@ -1,5 +1,6 @@
 """Measuring speed: the machine (CPU model and the features the fast paths depend on), wall
-time, the convolution work of a model and the dense-matmul rate it is compared with.
+time, the convolution work of a model and the dense-matmul rate it is compared with, and the
+one test image the speed benchmarks share.
 
 Used by the speed benchmarks (``benchmarks/``) and recorded with their results; nothing here
 changes what inference does (``jpegsr.inference`` detects features for itself).
@@ -13,7 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+
+from jpegsr import degrade
 
 # CPU flags (as /proc/cpuinfo names them) that decide which kernels oneDNN can use
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -78,3 +83,18 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     convolution rates are held against."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return 2 * n**3 / timed(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def speed_test_image(data_root: Path = Path("../shared/datasets")) -> np.ndarray:
+    """The speed benchmarks' input, a 480x320 JPEG q=20 (decoded): a crop of the first BSD100
+    image when the data is there, else synthetic."""
+    bsd = data_root / "benchmark/BSD100"
+    if bsd.is_dir():
+        hr = np.asarray(Image.open(sorted(bsd.glob("*.png"))[0]).convert("RGB"))
+        if hr.shape[0] > hr.shape[1]:
+            hr = hr.transpose(1, 0, 2)
+        src = hr[:320, :480]
+    else:
+        yy, xx = np.mgrid[0:320, 0:480]
+        src = np.stack([xx % 255, yy % 255, (xx * yy) % 255], -1).astype(np.uint8)
+    return degrade.jpeg_roundtrip(np.ascontiguousarray(src), 20)
