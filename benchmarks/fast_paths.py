@@ -22,7 +22,7 @@ import torch
 
 import jpegsr
 from jpegsr.models.fused import fuse_for_inference
-from jpegsr.models.registry import sr_output
+from jpegsr.models.registry import SROnly, sr_output
 from jpegsr.perf import cpu_model, timed
 from jpegsr.weights_io import choose_shipped
 
@@ -68,14 +68,6 @@ def openvino_variant(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], to
     inference precision (its own fusions and AMX kernels), same threads."""
     import openvino as ov
 
-    class SROnly(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, lq: torch.Tensor) -> torch.Tensor:
-            return sr_output(self.inner(lq))
-
     converted = ov.convert_model(SROnly(model), example_input=x.contiguous())
     config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
               "INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
@@ -89,14 +81,6 @@ def onnxruntime_variant(model: torch.nn.Module, x: torch.Tensor) -> Callable[[],
     import tempfile
 
     import onnxruntime as ort
-
-    class SROnly(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, lq: torch.Tensor) -> torch.Tensor:
-            return sr_output(self.inner(lq))
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
     torch.onnx.export(SROnly(model), (x.contiguous(),), str(path), input_names=["lq"],

@@ -22,22 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from jpegsr.models.registry import ModelDescriptor
+from jpegsr.models.registry import ModelDescriptor, SROnly
 from jpegsr.weights_io import LoadedModel, WeightsError
 
 OPSET = 17
-
-
-class _SROnly(nn.Module):
-    """The model's SR output alone (a two-stage model's recovered LR is dropped)."""
-
-    def __init__(self, loaded: LoadedModel) -> None:
-        super().__init__()
-        self.inner = loaded.module
-        self.descriptor = loaded.descriptor
-
-    def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        return self.descriptor.sr(self.inner(lq))
 
 
 def export_onnx(loaded: LoadedModel, path: str | Path, opset: int = OPSET) -> Path:
@@ -47,7 +35,7 @@ def export_onnx(loaded: LoadedModel, path: str | Path, opset: int = OPSET) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    module = _SROnly(loaded).eval().to(memory_format=torch.contiguous_format)
+    module = SROnly(loaded.module).eval().to(memory_format=torch.contiguous_format)
     example = torch.rand(1, 3, 32, 32)
     axes = {
         "lq": {0: "batch", 2: "height", 3: "width"},

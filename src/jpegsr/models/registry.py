@@ -113,6 +113,18 @@ def sr_output(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
     return output[-1] if isinstance(output, tuple) else output
 
 
+class SROnly(nn.Module):
+    """A model with its SR output alone (a two-stage model's recovered LR dropped): what an
+    exporter or another runtime is given."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        return sr_output(self.inner(lq))
+
+
 def list_models(scale: int = 4) -> list[dict[str, object]]:
     """Every registered architecture with its parameter count at ``scale``."""
     rows: list[dict[str, object]] = []
