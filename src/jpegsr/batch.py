@@ -225,7 +225,7 @@ def upscale_files(
     if opt.threads:
         torch.set_num_threads(opt.threads)
     try:
-        for src in tqdm(batch.files, file=sys.stderr, unit="img", disable=_disable(opt.progress)):
+        for src in tqdm(batch.files, file=sys.stderr, unit="img", disable=hide_bar(opt.progress)):
             planned = batch.plan(src)
             if isinstance(planned, Path):
                 planned = process_file(src, planned, opt, batch.protect, model_for)
@@ -480,5 +480,6 @@ def _failure_reason(exc: BaseException) -> str:
     return f"unexpected error: {type(exc).__name__}: {first}"
 
 
-def _disable(progress: bool | None) -> bool | None:
+def hide_bar(progress: bool | None) -> bool | None:
+    """tqdm's ``disable`` for a progress option: None (only on a terminal), or its opposite."""
     return None if progress is None else not progress

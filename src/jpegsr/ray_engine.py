@@ -53,7 +53,7 @@ from jpegsr.batch import (
     BatchOptions,
     FileResult,
     UpscaleSummary,
-    _disable,
+    hide_bar,
     model_for_options,
     process_file,
 )
@@ -125,7 +125,7 @@ def upscale_files_ray(
     ]
     results: dict[int, FileResult] = {}
     done = 0
-    bar = tqdm(total=len(planned), file=sys.stderr, unit="img", disable=_disable(opt.progress))
+    bar = tqdm(total=len(planned), file=sys.stderr, unit="img", disable=hide_bar(opt.progress))
 
     def report_ready() -> None:  # every result up to the first one still running, in order
         nonlocal done
