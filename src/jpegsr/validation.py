@@ -104,8 +104,8 @@ def ship_verdict(gains: Sequence[PairedGain]) -> tuple[bool, str]:
         return False, f"drops {worst.mean_db:+.3f} dB at q={worst.quality}"
     if main.mean_db <= SHIP_MIN_SE * main.se_db:
         return False, (
-            f"q={SHIP_QUALITY} gain {main.mean_db:+.4f} dB is within {SHIP_MIN_SE:g} standard "
-            f"errors ({main.se_db:.4f} dB)"
+            f"q={SHIP_QUALITY} gain {main.mean_db:+.4f} dB is not above {SHIP_MIN_SE:g} "
+            f"standard errors ({SHIP_MIN_SE * main.se_db:.4f} dB)"
         )
     return True, f"q={SHIP_QUALITY} gain {main.mean_db:+.4f} dB = {main.z:.1f} standard errors"
 
