@@ -479,3 +479,12 @@ def test_16bit_png_in_gives_16bit_png_out(tmp_path, cli, capsys):
     assert "written as 8-bit" in capsys.readouterr().err
     arr = upscale(rgb, model=standin())
     assert arr.dtype == np.uint16 and np.array_equal(arr, _nearest(rgb))
+
+
+def test_a_batch_wraps_each_model_once():
+    from jpegsr.batch import BatchOptions, model_picker
+
+    model_for = model_picker(BatchOptions(self_ensemble=True))
+    first = model_for(20)
+    assert model_for(20) is first and model_for(30) is first  # auto: one shipped model
+    assert type(first.module).__name__ == "SelfEnsemble"

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import errno
 import filecmp
-import functools
 import glob
 import os
 import secrets
@@ -217,7 +216,7 @@ def upscale_files(
     batch = Batch(inputs, outdir, options, log, **fields)
     if not batch.files:
         return batch.summary
-    model_for = functools.partial(model_for_options, batch.options)
+    model_for = model_picker(batch.options)
     model_for(None)  # a model that cannot be loaded fails before any output is written
     batch.open()
     opt = batch.options
@@ -236,9 +235,22 @@ def upscale_files(
     return batch.summary
 
 
-def model_for_options(opt: BatchOptions, jpeg_quality: int | None) -> LoadedModel:
-    """The model ``opt`` asks for, for a file of this JPEG quality (cached by name)."""
-    loaded = inference.resolve_model(opt.model, jpeg_quality)
+def model_picker(opt: BatchOptions) -> Callable[[int | None], LoadedModel]:
+    """The model ``opt`` asks for, per file's JPEG quality, for one batch or one actor. Each
+    model is wrapped (onnxruntime backend, self-ensemble) once, so what inference derives
+    from the wrapper (its fused copy) is made once, not once per file."""
+    wrapped: dict[int, tuple[LoadedModel, LoadedModel]] = {}
+
+    def model_for(jpeg_quality: int | None) -> LoadedModel:
+        loaded = inference.resolve_model(opt.model, jpeg_quality)  # cached by name
+        if id(loaded) not in wrapped:  # the pair keeps ``loaded`` alive: its id stays its own
+            wrapped[id(loaded)] = (loaded, _wrapped(loaded, opt))
+        return wrapped[id(loaded)][1]
+
+    return model_for
+
+
+def _wrapped(loaded: LoadedModel, opt: BatchOptions) -> LoadedModel:
     if opt.backend == "onnxruntime":
         from jpegsr.onnx_export import as_onnxruntime
 

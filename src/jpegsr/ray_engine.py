@@ -31,7 +31,6 @@ driver removes when the run ends.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -54,7 +53,7 @@ from jpegsr.batch import (
     FileResult,
     UpscaleSummary,
     hide_bar,
-    model_for_options,
+    model_picker,
     process_file,
 )
 from jpegsr.imageio import remove_stale_temporaries
@@ -115,7 +114,7 @@ def upscale_files_ray(
         return batch.summary
     opt = batch.options
     threads = opt.threads or 1
-    model_for_options(opt, None)  # a model that cannot be loaded fails before any output
+    model_picker(opt)(None)  # a model that cannot be loaded fails before any output
     batch.open()
     planned = [batch.plan(src) for src in batch.files]
     work = [  # absolute: an actor's working folder is not the driver's
@@ -188,7 +187,7 @@ class Upscaler:
     ) -> None:
         torch.set_num_threads(threads)
         self.options = options
-        self.model_for = functools.partial(model_for_options, options)
+        self.model_for = model_picker(options)
         self.model_for(None)  # loaded once per actor; other "auto" choices on first use
         self.delay_s = delay_s
         self.pid_file = Path(pid_dir, f"{os.getpid()}.pid") if pid_dir else None
