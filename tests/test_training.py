@@ -178,6 +178,39 @@ def test_store_batches_are_aligned_reproducible_and_channels_last(tmp_path):
         store.plan(4, 12, seed=0, iteration=0)
 
 
+def test_quality_weights_oversample_and_are_checked(tmp_path):
+    triplets = build_triplets(list_images(_images(tmp_path / "d", n=2)), 4, [10, 20, 50],
+                              min_lr_side=8)  # fmt: skip
+    uniform = TripletStore(triplets, 4)
+    cfg = from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 1,
+                                  "data": {"qualities": [50, 10, 20],
+                                           "quality_weights": [1, 6, 1]}})  # fmt: skip
+    probs = cfg.data.quality_probabilities()
+    assert probs == pytest.approx({50: 0.125, 10: 0.75, 20: 0.125})
+    weighted = TripletStore(triplets, 4, quality_probabilities=probs)
+    counts = np.bincount(weighted.plan(4000, 8, seed=3, iteration=0).quality, minlength=3)
+    assert counts[0] / 4000 == pytest.approx(0.75, abs=0.03)  # quality 10 is index 0
+    assert counts[1] / 4000 == pytest.approx(0.125, abs=0.03)
+    # a weighted plan is as reproducible as a uniform one; uniform plans are unchanged by
+    # the feature (same draws as before it existed: image, then quality, ...)
+    a = weighted.plan(16, 8, seed=3, iteration=5)
+    assert np.array_equal(a.quality, weighted.plan(16, 8, seed=3, iteration=5).quality)
+    rng = np.random.default_rng([3, 5, 0])
+    rng.integers(len(uniform), size=16)
+    assert np.array_equal(uniform.plan(16, 8, seed=3, iteration=5).quality,
+                          rng.integers(3, size=16))  # fmt: skip
+    with pytest.raises(DataError, match="exactly the stored qualities"):
+        TripletStore(triplets, 4, quality_probabilities={10: 1.0, 20: 1.0})
+    for bad in ([1, 2], [1, -1, 1], [0, 0, 0]):
+        with pytest.raises(ConfigError, match="quality_weights"):
+            from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 1,
+                                    "data": {"qualities": [10, 20, 50],
+                                             "quality_weights": bad}})  # fmt: skip
+    with pytest.raises(ConfigError, match="repeated"):
+        from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 1,
+                                "data": {"qualities": [20, 20]}})  # fmt: skip
+
+
 def _losses(log: Path) -> list[tuple[str, ...]]:
     with log.open() as f:
         return [(r["iteration"], r["loss"], r["sr"], r["recover"], r["cycle"])

@@ -21,6 +21,9 @@ class DataConfig:
     train_dirs: list[str] = field(default_factory=lambda: ["../shared/datasets/train"])
     scale: int = 4
     qualities: list[int] = field(default_factory=lambda: [20])
+    # relative sampling weight of each entry of ``qualities`` (same length); empty: uniform.
+    # Oversampling the low qualities is one of issue #12's recipe levers.
+    quality_weights: list[float] = field(default_factory=list)
     # what the network is fed: "compressed" JPEG LR (the paper's setting), "clean" LR (the
     # clean-trained Table 1 rows)
     input: Literal["compressed", "clean"] = "compressed"
@@ -30,6 +33,23 @@ class DataConfig:
     hr_scales: list[float] = field(default_factory=lambda: [1.0])
     val_count: int = 10  # training images held out for validation (never benchmark images)
     val_quality: int = 20
+
+    def __post_init__(self) -> None:
+        if len(set(self.qualities)) != len(self.qualities):
+            raise ConfigError(f"data.qualities: repeated entries in {self.qualities}")
+        w = self.quality_weights
+        if w and (len(w) != len(self.qualities) or min(w) < 0 or sum(w) <= 0):
+            raise ConfigError(
+                "data.quality_weights: expected one non-negative weight per quality "
+                f"({len(self.qualities)}), not all zero; got {w}"
+            )
+
+    def quality_probabilities(self) -> dict[int, float] | None:
+        """Each quality's sampling probability, or None for uniform sampling."""
+        if not self.quality_weights:
+            return None
+        total = sum(self.quality_weights)
+        return {q: w / total for q, w in zip(self.qualities, self.quality_weights, strict=True)}
 
 
 @dataclass

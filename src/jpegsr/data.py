@@ -6,7 +6,7 @@ reproduces exactly the batches an uninterrupted run would have seen, with no sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +143,14 @@ class TripletStore:
     """
 
     def __init__(
-        self, triplets: Sequence[Triplet], scale: int, device: str | torch.device = "cpu"
+        self,
+        triplets: Sequence[Triplet],
+        scale: int,
+        device: str | torch.device = "cpu",
+        quality_probabilities: Mapping[int, float] | None = None,
     ) -> None:
+        """``quality_probabilities`` (quality -> probability) oversamples some qualities;
+        None draws every stored quality equally often."""
         if not triplets:
             raise DataError("no training triplets to store")
         self.scale = scale
@@ -152,6 +158,12 @@ class TripletStore:
         self.qualities = sorted(triplets[0].compressed)
         if any(sorted(t.compressed) != self.qualities for t in triplets):
             raise DataError("every triplet must hold the same JPEG qualities")
+        self.quality_p: np.ndarray | None = None
+        if quality_probabilities is not None:
+            if sorted(quality_probabilities) != self.qualities:
+                raise DataError("quality probabilities must name exactly the stored qualities")
+            p = np.array([quality_probabilities[q] for q in self.qualities], np.float64)
+            self.quality_p = p / p.sum()
         turned = [t.lr.shape[0] > t.lr.shape[1] for t in triplets]
 
         def upright(a: np.ndarray, turn: bool) -> np.ndarray:
@@ -190,7 +202,10 @@ class TripletStore:
             raise DataError(f"a stored image is smaller than the {lr_patch} px patch")
         rng = np.random.default_rng([seed, iteration, rank])
         image = rng.integers(len(self), size=batch_size)
-        quality = rng.integers(len(self.qualities), size=batch_size)
+        if self.quality_p is None:
+            quality = rng.integers(len(self.qualities), size=batch_size)
+        else:
+            quality = rng.choice(len(self.qualities), size=batch_size, p=self.quality_p)
         h, w = self.sizes[image, 0], self.sizes[image, 1]
         y = rng.integers(0, h - lr_patch + 1)
         x = rng.integers(0, w - lr_patch + 1)

@@ -143,7 +143,11 @@ def run_metadata(
         "train_dirs": ",".join(config.data.train_dirs),
         "qualities": ",".join(map(str, config.data.qualities)),
         "input": config.data.input,
-    }
+    } | (
+        {"quality_weights": ",".join(f"{w:g}" for w in config.data.quality_weights)}
+        if config.data.quality_weights
+        else {}
+    )
 
 
 @dataclass
@@ -235,7 +239,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     run = _open_run(config, resume)
     # 2. the data, degraded once and stored on the training device
     train_set, val_set = _load_data(config)
-    store = TripletStore(train_set, config.data.scale, config.device)
+    store = TripletStore(
+        train_set, config.data.scale, config.device, config.data.quality_probabilities()
+    )
     del train_set
     # 3. model, EMA, optimizer, loss; state and logs from the checkpoint when resuming
     step = _build_step(config, run)
