@@ -1,8 +1,8 @@
 """Select the "(M)" baseline's non-local-means strengths on training images (never test sets).
 
 For each JPEG quality, grid-search OpenCV fastNlMeansDenoisingColored's (h, hColor) for the
-best mean Y-PSNR of denoise+bicubic x4 against HR on a fixed subset of BSD200, and write
-results/denoise_params.json. The chosen values are copied into jpegsr.degrade.DENOISE_STRENGTH.
+best mean Y-PSNR of nlm+bicubic x4 against HR on a fixed subset of BSD200, and write
+results/denoise_params.json. The chosen values are copied into jpegsr.denoisers.NLM_STRENGTH.
 
     python scripts/select_denoise_params.py --train-dir ../shared/datasets/train/BSD200
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from jpegsr import degrade, metrics
+from jpegsr import degrade, denoisers, metrics
 from jpegsr.data import list_images, read_rgb
 
 
@@ -40,7 +40,7 @@ def main() -> None:
         for h, hc in itertools.product(hs, hcs):
             scores = []
             for lq, _, hr in data:
-                d = degrade.denoise(lq, q, strength=(h, hc))
+                d = denoisers.nlm(lq, q, strength=(h, hc))
                 sr = degrade.imresize(d, size=hr.shape[:2])
                 scores.append(metrics.psnr(sr, hr, border=4))
             score = float(np.mean(scores))

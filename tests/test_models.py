@@ -114,7 +114,8 @@ def test_gradients_reach_every_parameter(name: str) -> None:
 def test_list_models_lists_everything_with_counts() -> None:
     rows = list_models(4)
     assert [r["name"] for r in rows] == sorted(ALL_MODELS)
-    assert sorted(names()) == sorted(ALL_MODELS)
+    assert sorted(names()) == sorted([*ALL_MODELS, "dncnn"])
+    assert [r["name"] for r in list_models(1)] == ["dncnn"]  # the denoisers run at x1
     for row in rows:
         assert isinstance(row["parameters"], int) and row["parameters"] > 0
         assert row["description"]
@@ -145,3 +146,21 @@ def test_bf16_autocast_runs(name: str) -> None:
     assert out.shape == ref.shape
     assert torch.isfinite(out.float()).all()
     assert (out.float() - ref).abs().max() < 0.1
+
+
+def test_dncnn_shape_parameters_determinism_and_residual() -> None:
+    model = build("dncnn", 1).eval()
+    d = describe("dncnn", 1)
+    assert (d.task, d.scale, d.in_channels, d.out_channels) == ("denoise", 1, 1, 1)
+    assert count_parameters(model) == 667_073
+    x = torch.rand(2, 1, 23, 17)
+    with torch.no_grad():
+        a, b = model(x), model(x)
+        # residual learning: with the last conv zeroed, the network is the identity
+        model.body[-1].weight.zero_()
+        model.body[-1].bias.zero_()
+        identity = model(x)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert torch.equal(identity, x)
+    with pytest.raises(ValueError, match="supports scales"):
+        build("dncnn", 4)

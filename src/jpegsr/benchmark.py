@@ -5,7 +5,8 @@ Pillow JPEG at ``quality``), run the method on the compressed LR, round to uint8
 Y-PSNR/SSIM with ``scale`` border pixels cropped. A method is ``bicubic``, a shipped model
 name, ``auto`` (the shipped model ``jpegsr upscale`` picks for that quality) or a weights
 file, optionally prefixed ``denoise+`` (the "(M)" rows: the compressed
-input is first pre-denoised by :func:`jpegsr.degrade.denoise`).
+input is first pre-denoised by the DnCNN of :mod:`jpegsr.denoisers`), or ``dncnn+`` / ``nlm+``
+to name the pre-denoiser.
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ class SetResult:
     rows: list[dict[str, object]] = field(default_factory=list)
 
 
+def split_method(name: str) -> tuple[str | None, str]:
+    """(pre-denoiser or None, base method) of a method name; a bad prefix is a DataError."""
+    from jpegsr.denoisers import split_method as split
+
+    try:
+        return split(name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 def make_method(
     name: str,
     scale: int,
@@ -55,8 +66,7 @@ def make_method(
     precision: str = "fp32",
 ) -> Method:
     """A function compressed-LR uint8 -> SR uint8 for a method name (see module docstring)."""
-    pre_denoise = name.startswith("denoise+")
-    base = name.removeprefix("denoise+")
+    pre_denoiser, base = split_method(name)
     if base == "bicubic":
 
         def run(lq: np.ndarray) -> np.ndarray:
@@ -78,9 +88,12 @@ def make_method(
         def run(lq: np.ndarray) -> np.ndarray:
             return upscale_array(loaded, lq, tile=tile, precision=precision)
 
-    if not pre_denoise:
+    if pre_denoiser is None:
         return run
-    return lambda lq: run(degrade.denoise(lq, quality))
+    from jpegsr.denoisers import make_denoiser
+
+    denoise = make_denoiser(pre_denoiser, quality)
+    return lambda lq: run(denoise(lq))
 
 
 def resolve_set(data_root: Path | None, name: str) -> Path:
@@ -149,7 +162,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         raise DataError(f"--quality must be in 1..100, got {args.quality}")
     set_names = [s.strip() for s in args.sets.split(",") if s.strip()]
     folders = [resolve_set(args.data_root, s) for s in set_names]
-    if args.self_ensemble and args.method.removeprefix("denoise+") == "bicubic":
+    if args.self_ensemble and split_method(args.method)[1] == "bicubic":
         raise DataError("--self-ensemble applies to models, not bicubic")
     method = make_method(
         args.method, args.scale, args.quality, args.tile, args.self_ensemble, args.precision
@@ -177,6 +190,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             "channel": "rgb" if args.rgb else "y",
             "self_ensemble": args.self_ensemble,
             "precision": args.precision,
+            "pre_denoiser": split_method(args.method)[0],
             "sets": {r.name: {"psnr": r.psnr, "ssim": r.ssim, "n": r.n} for r in results},
             "versions": degrade.versions() | {"python": platform.python_version()},
             "command": command_line(args),

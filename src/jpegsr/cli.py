@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from jpegsr.config import load_config
+    from jpegsr.config import DenoiserTrainConfig, load_config
     from jpegsr.train import train
 
     overrides = {}
@@ -30,7 +30,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides["device"] = args.device
     config = load_config(args.config, overrides)
-    path = train(config, resume=args.resume, progress=not args.no_progress)
+    if isinstance(config, DenoiserTrainConfig):
+        from jpegsr.train_denoiser import train_denoiser
+
+        path = train_denoiser(config, resume=args.resume, progress=not args.no_progress)
+    else:
+        path = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"weights written to {path}")
     return EXIT_OK
 

@@ -99,6 +99,37 @@ class TrainConfig:
         return Path(self.out_dir) / self.name
 
 
+@dataclass
+class DenoiserTrainConfig:
+    """A blind Gaussian denoiser (the (M) rows' DnCNN): grayscale crops of the clean training
+    images, noise of a random standard deviation in [0, sigma_max] (0..255 scale) per crop,
+    mean squared error. Chosen by ``load_config`` when ``model`` is a registered denoiser."""
+
+    name: str
+    model: str
+    iterations: int
+    train_dirs: list[str] = field(default_factory=lambda: ["../shared/datasets/train"])
+    val_count: int = 10  # training images held out (the same split as the upscalers' runs)
+    # extra copies of each training image downscaled by these factors (scale augmentation)
+    hr_scales: list[float] = field(default_factory=lambda: [1.0])
+    patch: int = 40
+    sigma_max: float = 55.0
+    batch_size: int = 64
+    seed: int = 0
+    out_dir: str = "runs"
+    checkpoint_every: int = 100
+    log_every: int = 20
+    bf16: bool = True
+    channels_last: bool = True
+    threads: int = 0
+    device: Literal["cpu", "cuda"] = "cpu"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -148,8 +179,11 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     return cls(**kwargs)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config; ``overrides`` replace top-level keys."""
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None
+) -> TrainConfig | DenoiserTrainConfig:
+    """Read a YAML training config; ``overrides`` replace top-level keys. A config whose
+    ``model`` is a registered denoiser is a :class:`DenoiserTrainConfig`."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -160,8 +194,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     data.update(overrides or {})
-    return from_dict(TrainConfig, data, str(path))
+    from jpegsr import models  # the registry says what kind of model a name is
+
+    kind = models.task_of(data["model"]) if isinstance(data.get("model"), str) else None
+    cls = DenoiserTrainConfig if kind == "denoise" else TrainConfig
+    return from_dict(cls, data, str(path))
 
 
-def to_dict(config: TrainConfig) -> dict[str, Any]:
+def to_dict(config: TrainConfig | DenoiserTrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)

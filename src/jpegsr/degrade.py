@@ -1,4 +1,4 @@
-"""The degradation: HR -> MATLAB-style bicubic LR -> Pillow JPEG, and the "(M)" denoiser.
+"""The degradation: HR -> MATLAB-style bicubic LR -> Pillow JPEG.
 
 One implementation serves training, evaluation and users, so that a number measured
 anywhere in jpegsr means the same thing. All public functions take and return uint8 HxWx3
@@ -165,39 +165,6 @@ def degrade(hr: np.ndarray, scale: int = 4, quality: int | None = DEFAULT_QUALIT
     lr = downscale(hr, scale)
     lq = lr if quality is None else jpeg_roundtrip(lr, quality)
     return lq, lr, hr
-
-
-# --- the "(M)" baseline: a classical denoiser applied to the compressed input -------------
-# OpenCV's non-local means (fastNlMeansDenoisingColored): maintained, deterministic, works in
-# a luma/chroma space (separate strengths), and a standard classical choice for JPEG
-# artefacts. The (luma h, chroma hColor) per quality were grid-selected for the best Y-PSNR
-# of denoise+bicubic on 12 BSD200 training images (scripts/select_denoise_params.py ->
-# results/denoise_params.json): strong filtering blurs more than it deblocks, so the
-# selected strengths are mild and fall to the grid's minimum from q=30 on.
-DENOISE_STRENGTH = {10: (6.0, 3.0), 20: (4.0, 3.0), 30: (2.0, 3.0), 50: (2.0, 3.0), 90: (2.0, 3.0)}
-
-
-def denoise_strength(quality: int) -> tuple[float, float]:
-    """(luma h, chroma h) for ``quality``, interpolated between the selected points."""
-    qs = sorted(DENOISE_STRENGTH)
-    hs = [DENOISE_STRENGTH[q][0] for q in qs]
-    cs = [DENOISE_STRENGTH[q][1] for q in qs]
-    return float(np.interp(quality, qs, hs)), float(np.interp(quality, qs, cs))
-
-
-def denoise(image: np.ndarray, quality: int = DEFAULT_QUALITY, strength=None) -> np.ndarray:
-    """Non-local-means deblocking of a compressed uint8 RGB image (the paper's "(M)" input)."""
-    import cv2
-
-    h, hc = strength if strength is not None else denoise_strength(quality)
-    return cv2.fastNlMeansDenoisingColored(
-        np.ascontiguousarray(image),
-        None,
-        h=h,
-        hColor=hc,
-        templateWindowSize=7,
-        searchWindowSize=21,
-    )
 
 
 def versions() -> dict[str, str]:

@@ -12,6 +12,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -153,8 +154,11 @@ def _metadata(path: Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def load_model(name_or_path: str | Path = AUTO_MODEL) -> LoadedModel:
-    """Build the architecture named in a weights file and load its parameters, for inference."""
+def load_model(
+    name_or_path: str | Path = AUTO_MODEL, task: Literal["sr", "denoise"] = "sr"
+) -> LoadedModel:
+    """Build the architecture named in a weights file and load its parameters, for inference.
+    ``task`` is what the caller means to run: an upscaler ("sr") or a denoiser."""
     path = resolve(name_or_path)
     try:
         meta = _metadata(path)
@@ -170,6 +174,9 @@ def load_model(name_or_path: str | Path = AUTO_MODEL) -> LoadedModel:
         descriptor = models.describe(arch, scale)
     except (KeyError, ValueError) as exc:
         raise WeightsError(f"{path}: {exc}") from None
+    if descriptor.task != task:
+        kinds = {"sr": "an upscaler", "denoise": "a denoiser"}
+        raise WeightsError(f"{path} holds {kinds[descriptor.task]}, not {kinds[task]}")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -6,6 +6,7 @@ Every architecture is registered below by an explicit call, so this file is the 
 from functools import partial
 
 from jpegsr.models.dbpn import DBPN
+from jpegsr.models.dncnn import DnCNN
 from jpegsr.models.rcan import RCAN
 from jpegsr.models.registry import (
     ModelDescriptor,
@@ -16,6 +17,7 @@ from jpegsr.models.registry import (
     names,
     register,
     sr_output,
+    task_of,
 )
 from jpegsr.models.slwsr import SLWSR
 from jpegsr.models.two_stage import JPEGRecovery, TwoStage
@@ -57,9 +59,19 @@ register(
     DBPN,
     description="D-DBPN baseline reduced to T=3 stages, 24 features (~0.56M params at x4)",
 )
+register(
+    "dncnn",
+    DnCNN,
+    scales=(1,),
+    task="denoise",
+    channels=1,
+    description="DnCNN-B: 20-layer blind Gaussian denoiser on one channel (the (M) rows' "
+    "pre-denoiser, as MATLAB's denoisingNetwork('DnCNN'))",
+)
 
 __all__ = [
     "DBPN",
+    "DnCNN",
     "JPEGRecovery",
     "ModelDescriptor",
     "RCAN",
@@ -72,4 +84,5 @@ __all__ = [
     "names",
     "register",
     "sr_output",
+    "task_of",
 ]

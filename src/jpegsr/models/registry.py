@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -17,8 +18,9 @@ from torch import nn
 class ModelDescriptor:
     """What a caller must know to feed a model: scale, channels, size rules, output kind.
 
-    All models take float RGB in [0, 1], NCHW. ``two_stage`` models return a tuple
-    ``(recovered_lr, sr)``; the others return ``sr`` alone (see :func:`sr_output`).
+    Upscalers (``task == "sr"``) take float RGB in [0, 1], NCHW. ``two_stage`` models return
+    a tuple ``(recovered_lr, sr)``; the others return ``sr`` alone (see :func:`sr_output`).
+    Denoisers (``task == "denoise"``, scale 1) take and return ``in_channels`` channels.
     """
 
     name: str
@@ -30,6 +32,7 @@ class ModelDescriptor:
     two_stage: bool = False
     description: str = ""
     bf16: bool = True  # runs under bfloat16 autocast (checked in tests/test_models.py)
+    task: Literal["sr", "denoise"] = "sr"
 
     def outputs(
         self, output: torch.Tensor | tuple[torch.Tensor, ...]
@@ -62,6 +65,8 @@ def register(
     size_multiple: int = 1,
     min_size: int = 1,
     description: str = "",
+    task: Literal["sr", "denoise"] = "sr",
+    channels: int = 3,
 ) -> None:
     """Register ``builder(scale=...) -> nn.Module`` under ``name``."""
     if name in _REGISTRY:
@@ -75,6 +80,9 @@ def register(
             min_size=min_size,
             two_stage=two_stage,
             description=description,
+            task=task,
+            in_channels=channels,
+            out_channels=channels,
         )
 
     _REGISTRY[name] = _Entry(builder=builder, descriptor=describe, scales=scales)
@@ -89,6 +97,12 @@ def _entry(name: str) -> _Entry:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+
+
+def task_of(name: str) -> str | None:
+    """"sr" or "denoise" for a registered name; None for an unknown one."""
+    entry = _REGISTRY.get(name)
+    return None if entry is None else entry.descriptor(entry.scales[0]).task
 
 
 def describe(name: str, scale: int = 4) -> ModelDescriptor:
@@ -126,7 +140,8 @@ class SROnly(nn.Module):
 
 
 def list_models(scale: int = 4) -> list[dict[str, object]]:
-    """Every registered architecture with its parameter count at ``scale``."""
+    """Every registered architecture that runs at ``scale`` (x1: the denoisers), with its
+    parameter count."""
     rows: list[dict[str, object]] = []
     for name in names():
         d = describe(name, scale) if scale in _entry(name).scales else None

@@ -10,8 +10,8 @@ from jpegsr.reports.common import RESULTS, SETS, cell
 
 FILES = [
     RESULTS / "baselines" / name
-    for name in ("bicubic_q20.json", "denoise_bicubic_q20.json", "bicubic_q50.json",
-                 "denoise_bicubic_q50.json")
+    for q in (20, 50)
+    for name in (f"bicubic_q{q}.json", f"dncnn_bicubic_q{q}.json", f"nlm_bicubic_q{q}.json")
 ]  # fmt: skip
 
 
