@@ -100,7 +100,7 @@ def _entry(name: str) -> _Entry:
 
 
 def task_of(name: str) -> str | None:
-    """"sr" or "denoise" for a registered name; None for an unknown one."""
+    """ "sr" or "denoise" for a registered name; None for an unknown one."""
     entry = _REGISTRY.get(name)
     return None if entry is None else entry.descriptor(entry.scales[0]).task
 
