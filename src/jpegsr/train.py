@@ -101,13 +101,13 @@ def machine_description(config: TrainConfig, world: int = 1) -> str:
     return f"{where}, world {world}"
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def _truncate_log(path: Path, after: int) -> None:
+def truncate_log(path: Path, after: int) -> None:
     """Drop log rows past the checkpoint so a resumed run's log has no duplicates."""
     if not path.exists():
         return
@@ -121,7 +121,7 @@ def _truncate_log(path: Path, after: int) -> None:
         w.writerows(r for r in rows if int(r["iteration"]) <= after)
 
 
-def _append_row(path: Path, fields: list[str], row: dict) -> None:
+def append_row(path: Path, fields: list[str], row: dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -151,7 +151,7 @@ def run_metadata(
 
 
 @dataclass
-class _Run:
+class Run:
     """Where a run stands: its folder, ranks, the iteration it (re)starts at, its clock."""
 
     dir: Path
@@ -170,7 +170,7 @@ class _Run:
         return self.seconds_before + time.time() - self.t0
 
 
-def _open_run(config: TrainConfig, resume: bool) -> _Run:
+def open_run(config: TrainConfig, resume: bool) -> Run:
     rank, world = _distributed()
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda, but torch sees no GPU; use device: cpu")
@@ -180,27 +180,27 @@ def _open_run(config: TrainConfig, resume: bool) -> _Run:
         torch.set_num_threads(config.threads)
     if config.device == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest kernels once
-    run = _Run(config.run_dir, rank, world)
+    run = Run(config.run_dir, rank, world)
     if run.checkpoint.exists() and not resume:
         raise ConfigError(f"{run.dir} already has a checkpoint; pass --resume or another name")
     run.dir.mkdir(parents=True, exist_ok=True)
     return run
 
 
-def _build_step(config: TrainConfig, run: _Run) -> TrainStep:
+def _build_step(config: TrainConfig, run: Run) -> TrainStep:
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.data.scale)
     if config.init_from:
         model.load_state_dict(load_model(config.init_from).module.state_dict())
     step = TrainStep(model, config, run.world)
-    if run.checkpoint.exists():  # only reached with resume (see _open_run)
+    if run.checkpoint.exists():  # only reached with resume (see open_run)
         state = torch.load(run.checkpoint, map_location=config.device, weights_only=True)
         step.load_state(state)
         run.start = int(state["iteration"])
         run.seconds_before = float(state.get("wall_seconds", 0.0))
     if run.rank == 0:
-        _truncate_log(run.dir / "train_log.csv", run.start)
-        _truncate_log(run.dir / "val_log.csv", run.start)
+        truncate_log(run.dir / "train_log.csv", run.start)
+        truncate_log(run.dir / "val_log.csv", run.start)
         (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     return step
 
@@ -236,7 +236,7 @@ def _due(done: int, every: int, config: TrainConfig) -> bool:
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train per ``config``; returns the exported weights path."""
     # 1. the run: ranks, device, folder (refusing to overwrite one without --resume)
-    run = _open_run(config, resume)
+    run = open_run(config, resume)
     # 2. the data, degraded once and stored on the training device
     train_set, val_set = _load_data(config)
     store = TripletStore(
@@ -265,18 +265,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             row.update({k: f"{float(v):.6f}" for k, v in out.terms.items()})
             row["sec_per_iter"] = f"{(now - t_last) / (done - it_last):.4f}"
             t_last, it_last = now, done
-            _append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
+            append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
             board.scalars(done, {k: float(v) for k, v in row.items() if k != "iteration"})
             bar.set_postfix(loss=row["loss"])
         if main_rank and _due(done, config.val_every, config):
             score = validate(step.exported, val_set, config)
-            _append_row(run.dir / "val_log.csv", ["iteration", "val_psnr"],
+            append_row(run.dir / "val_log.csv", ["iteration", "val_psnr"],
                         {"iteration": done, "val_psnr": f"{score:.4f}"})  # fmt: skip
             board.scalars(done, {"val_psnr": score})
         if _due(done, config.checkpoint_every, config):
             if main_rank:
                 state = step.state() | {"iteration": done, "wall_seconds": run.seconds}
-                _save_checkpoint(run.checkpoint, state)
+                save_checkpoint(run.checkpoint, state)
             if run.world > 1:
                 dist.barrier()
     bar.close()

@@ -31,13 +31,13 @@ from jpegsr.data import (
 )
 from jpegsr.denoisers import gray
 from jpegsr.train import (
-    _append_row,
-    _open_run,
-    _Run,
-    _save_checkpoint,
-    _truncate_log,
+    Run,
+    append_row,
     learning_rate,
     machine_description,
+    open_run,
+    save_checkpoint,
+    truncate_log,
 )
 from jpegsr.train_step import make_optimizer
 from jpegsr.weights_io import save_weights
@@ -131,19 +131,19 @@ def _held_out_psnr(model: nn.Module, val: list[np.ndarray], device: str) -> floa
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _build(config: DenoiserTrainConfig, run: _Run) -> tuple[nn.Module, torch.optim.Optimizer]:
+def _build(config: DenoiserTrainConfig, run: Run) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(config.seed)
     model = models.build(config.model, 1).to(config.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.optim.lr, config.optim.betas)
-    if run.checkpoint.exists():  # only reached with resume (see _open_run)
+    if run.checkpoint.exists():  # only reached with resume (see open_run)
         state = torch.load(run.checkpoint, map_location=config.device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         run.start = int(state["iteration"])
         run.seconds_before = float(state.get("wall_seconds", 0.0))
-    _truncate_log(run.dir / "train_log.csv", run.start)
+    truncate_log(run.dir / "train_log.csv", run.start)
     (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     return model, optimizer
 
@@ -153,7 +153,7 @@ def train_denoiser(
 ) -> Path:
     """Train per ``config``; returns the exported weights path."""
     # 1. the run folder (one process: a denoiser trains on one device)
-    run = _open_run(config, resume)  # type: ignore[arg-type]  # the fields it reads are shared
+    run = open_run(config, resume)  # type: ignore[arg-type]  # the fields it reads are shared
     if run.world > 1:
         raise DataError("a denoiser trains in one process; run it without torchrun")
     # 2. the data: grayscale images stored once on the device, held-out crops for the log
@@ -197,8 +197,8 @@ def train_denoiser(
                 row["val_psnr_sigma25"] = f"{_held_out_psnr(model, val, config.device):.3f}"
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "iteration": done, "wall_seconds": run.seconds}  # fmt: skip
-                _save_checkpoint(run.checkpoint, state)
-            _append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
+                save_checkpoint(run.checkpoint, state)
+            append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
             t_last, it_last = time.perf_counter(), done
     bar.close()
     # 5. export with the run's metadata
