@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --device cuda      # on a lent GPU: adds/replaces its rows
     python benchmarks/train_speed.py --compile          # also time torch.compile of the step
     python benchmarks/train_speed.py --device cuda --compile --compile-mode reduce-overhead
+    python benchmarks/train_speed.py --device cuda --cuda-graph   # + the step as one CUDA graph
 
 The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast,
 channels_last, fused Adam, EMA, random JPEG quality per sample; batches cut on the device
@@ -101,6 +102,7 @@ def measure(
     compile_: bool,
     fast: bool,
     mode: str = "default",
+    graph: bool = False,
 ) -> dict:
     config = from_dict(
         TrainConfig,
@@ -112,6 +114,7 @@ def measure(
             "device": device,
             "compile": compile_,
             "compile_mode": mode,
+            "cuda_graph": graph,
             "data": {"lr_patch": patch, "qualities": QUALITIES},
             "optim": {"ema_decay": 0.999},
         },
@@ -128,8 +131,8 @@ def measure(
 
     gpu = device == "cuda"
     warm = 15 if gpu else 3
-    if compile_:
-        warm += 2
+    if compile_ or graph:
+        warm += 5  # compilation, or the eager warm-up calls and the capture
     for _ in range(warm):
         iteration()
     iters, windows = (50, 5) if gpu else ((4, 3) if not fast else (2, 2))
@@ -143,7 +146,7 @@ def measure(
     return {
         "batch": batch,
         "patch": patch,
-        "compile": compile_ and mode or False,
+        "compile": "cuda-graph" if graph else compile_ and mode or False,
         "ms_per_iter": round(step_ms, 2),
         "samples_per_s": round(1000 * batch / step_ms, 1),
         "data_ms": round(data_ms, 3),
@@ -204,6 +207,9 @@ def main() -> int:
         default="default",
         choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
     )
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="also time the step captured as a CUDA graph"
+    )
     parser.add_argument("--images", type=int, default=40, help="training images to cache")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "train_speed")
@@ -220,10 +226,14 @@ def main() -> int:
         "matmul_tflops": round(matmul_tflops(device), 3),
     }
     rows = []
-    for compile_ in (False, True) if args.compile else (False,):
+    if args.cuda_graph and device != "cuda":
+        parser.error("--cuda-graph needs --device cuda")
+    variants = [(False, False)] + [(True, False)] * args.compile + [(False, True)] * args.cuda_graph
+    for compile_, graph in variants:
         for batch, patch in SHAPES:
             mode = args.compile_mode
-            row = {**common, **measure(store, device, batch, patch, compile_, args.quick, mode)}
+            found = measure(store, device, batch, patch, compile_, args.quick, mode, graph)
+            row = {**common, **found}
             print(json.dumps(row), flush=True)
             rows.append(row)
     json_path = args.out.with_suffix(".json")

@@ -4,6 +4,8 @@
 #
 #   bash scripts/gpu_lease.sh SECONDS
 #   BENCH_COMPILE=reduce-overhead bash scripts/gpu_lease.sh SECONDS   # + compiled speed rows
+#   CUDA_GRAPH=1 bash scripts/gpu_lease.sh SECONDS   # + rows of the step as one CUDA graph; the
+#                                                    # run then uses it where it measured faster
 #
 # 1. records the card and software; 2. measures the GPU rows of benchmarks/train_speed.json;
 # 3. continues the continuing run (configs/gpu/continuing.yaml) with one cosine schedule
@@ -31,7 +33,18 @@ PIL.__version__, 'numpy', numpy.__version__)"; } 2>&1 | tee "$log"
 # BENCH_COMPILE=reduce-overhead (or default): also time torch.compile in that mode
 [ -n "${BENCH_COMPILE:-}" ] && timeout 240 "$python" benchmarks/train_speed.py --device "$device" \
   --compile --compile-mode "$BENCH_COMPILE" 2>&1 | tee -a "$log"
+[ -n "${CUDA_GRAPH:-}" ] && timeout 150 "$python" benchmarks/train_speed.py --device "$device" \
+  --cuda-graph 2>&1 | tee -a "$log"
 cp benchmarks/train_speed.json benchmarks/train_speed.md "$out/"
+# the CUDA-graph step trains the run only where it measured faster than the eager step
+train_flags=$("$python" - <<'PY'
+import json
+rows = json.load(open("benchmarks/train_speed.json"))["rows"]
+ms = {r["compile"]: r["ms_per_iter"] for r in rows if r["device"] == "cuda" and r["batch"] == 64}
+print("--cuda-graph" if "cuda-graph" in ms and ms["cuda-graph"] < ms.get(False, 1e9) else "")
+PY
+)
+echo "training flags: ${train_flags:-none}" | tee -a "$log"
 
 # 3. the continuing run, sized to what is left (15 s kept for step 4)
 left=$(( total - ($(date +%s) - start) - 15 ))
@@ -40,7 +53,7 @@ if [ "$left" -lt 60 ]; then echo "too little time left to train" | tee -a "$log"
 name=$("$python" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$config")
 runs=${GPU_RUNS:-runs/gpu}
 rm -rf "${runs:?}/$name"
-CALIB_ITERS=${CALIB_ITERS:-300} GPU_RUNS=$runs PYTHON=$python \
+TRAIN_FLAGS=$train_flags CALIB_ITERS=${CALIB_ITERS:-300} GPU_RUNS=$runs PYTHON=$python \
   timeout "$left" bash scripts/gpu_train.sh "$left" "$config" 2>&1 | tee -a "$log"
 
 # 4. bring back what the next stretch needs

@@ -17,11 +17,12 @@ out=${GPU_RUNS:-runs/gpu}
 calib=${out}_calib  # scratch: replaced on every call
 rm -rf "$calib"
 python=${PYTHON:-python3}
+read -r -a flags <<< "${TRAIN_FLAGS:-}"  # e.g. --cuda-graph, passed to every `jpegsr train`
 jpegsr() { "$python" -m jpegsr.cli "$@"; }
 
 pids=()
 for config in "$@"; do
-  jpegsr train "$config" --iterations "$calib_iters" --out-dir "$calib" --no-progress &
+  jpegsr train "$config" --iterations "$calib_iters" --out-dir "$calib" --no-progress "${flags[@]}" &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
@@ -45,7 +46,7 @@ echo "calibration: ${spi} s/iter with $# runs sharing the GPU; ${elapsed} s used
 
 pids=()
 for config in "$@"; do
-  jpegsr train "$config" --iterations "$iters" --out-dir "$out" --no-progress &
+  jpegsr train "$config" --iterations "$iters" --out-dir "$out" --no-progress "${flags[@]}" &
   pids+=($!)
 done
 status=0

@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from jpegsr import degrade
+from jpegsr import degrade, models
 from jpegsr.config import ConfigError, LossConfig, TrainConfig, from_dict, load_config
 from jpegsr.data import (
     DataError,
@@ -285,6 +285,47 @@ def test_device_is_checked(tmp_path, capsys):
     assert main(["train", str(_tiny_config(tmp_path, "c", device="cuda"))]) == 2
     err = capsys.readouterr().err
     assert "no GPU" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fixed_tensor_step_for_cuda_graphs_matches_the_plain_step(tmp_path):
+    """cuda_graph's step (batch, lr and EMA weight in fixed tensors refilled each call; on a
+    CPU it runs eagerly) makes the same updates as the plain step."""
+    from jpegsr.train_step import TrainStep
+
+    triplets = build_triplets(list_images(_images(tmp_path / "d", n=3)), 4, [20], min_lr_side=8)
+    store = TripletStore(triplets, 4)
+    steps = {}
+    for graph in (False, True):
+        cfg = from_dict(TrainConfig, {"name": "a", "model": "two_stage_slwsr16", "iterations": 6,
+                                      "cuda_graph": graph, "bf16": False,
+                                      "optim": {"lr": 1e-3, "ema_decay": 0.9}})  # fmt: skip
+        torch.manual_seed(0)
+        step = TrainStep(models.build("two_stage_slwsr16", 4), cfg)
+        losses = [step(store.batch(4, 8, seed=0, iteration=it), 1e-3 / (1 + it), it).loss
+                  for it in range(6)]  # fmt: skip
+        steps[graph] = (step, torch.stack(losses))
+    (plain, a), (fixed, b) = steps[False], steps[True]
+    # equal up to float32 rounding: the fixed learning rate is a float32 tensor, the plain
+    # one a Python float
+    assert a[0] == b[0]  # the first loss precedes any update
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for p, q in zip(plain.model.parameters(), fixed.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    for p, q in zip(plain.ema.parameters(), fixed.ema.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    moved = max(float((p - q).detach().abs().max()) for p, q in
+                zip(plain.model.parameters(), models.build("two_stage_slwsr16", 4).parameters(),
+                    strict=True))  # fmt: skip
+    assert moved > 1e-4  # the runs did train
+    assert float(fixed.optimizer.param_groups[0]["lr"]) == pytest.approx(1e-3 / 6)
+
+
+def test_cuda_graph_needs_a_gpu_and_one_eager_process(tmp_path, capsys):
+    from jpegsr.cli import main
+
+    assert main(["train", str(_tiny_config(tmp_path, "g", cuda_graph=True))]) == 2
+    err = capsys.readouterr().err
+    assert "cuda_graph needs device: cuda" in err and len(err.strip().splitlines()) == 1
 
 
 def test_gpu_driver_fits_iterations_to_the_budget(tmp_path):

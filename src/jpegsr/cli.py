@@ -29,6 +29,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.device is not None:
         overrides["device"] = args.device
+    if args.cuda_graph:
+        overrides["cuda_graph"] = True
     config = load_config(args.config, overrides)
     if isinstance(config, DenoiserTrainConfig):
         from jpegsr.train_denoiser import train_denoiser
@@ -466,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (does not change results)")
     p.add_argument(
         "--device", choices=["cpu", "cuda"], help="override the config's device (cpu or cuda)"
+    )
+    p.add_argument(
+        "--cuda-graph", action="store_true", help="replay the step as one CUDA graph (GPU only)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

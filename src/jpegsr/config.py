@@ -89,6 +89,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network (falls back to eager if it fails)
     # torch.compile mode: "reduce-overhead" replays CUDA graphs (for a host-bound GPU step)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
+    # capture the whole step as one CUDA graph and replay it (device cuda, one process, no
+    # compile): the GPU step is launch-bound at this network's size
+    cuda_graph: bool = False
     init_from: str = ""  # weights file to fine-tune from
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -188,6 +188,8 @@ def open_run(config: TrainConfig, resume: bool) -> Run:
 
 
 def _build_step(config: TrainConfig, run: Run) -> TrainStep:
+    if config.cuda_graph and (config.device != "cuda" or run.world > 1 or config.compile):
+        raise ConfigError("cuda_graph needs device: cuda, one process and compile: false")
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.data.scale)
     if config.init_from:
