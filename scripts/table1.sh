@@ -2,19 +2,40 @@
 # Table 1 under an equal budget: train each row's config, then benchmark it (and the (M) rows:
 # the clean-trained models on pre-denoised input). Resumable: a finished run is skipped, a
 # killed one resumes from its checkpoint. Then assembles results/table1.md/.json.
-#   bash scripts/table1.sh [ROW ...]     (default: all rows)
+#   bash scripts/table1.sh [ROW ...]               2,000 iterations on this CPU (default: all rows)
+#   BUDGET=20k bash scripts/table1.sh [ROW ...]    20,000 iterations: benchmarks the rows whose
+#                                                  weights came back from a GPU lease
+#   bash scripts/table1.sh --unpack DIR            unpacks what scripts/gpu_table1.sh left in
+#                                                  DIR (the lease's $OUT) into runs/table1_20k/
 set -euo pipefail
+if [ "${1:-}" = --unpack ]; then
+  cat "${2:?usage: table1.sh --unpack DIR}"/table1_20k.tar.gz.part-* | tar xzvf -
+  exit 0
+fi
+case ${BUDGET:-2k} in
+  # the 2,000-iteration rows were made with the NLM pre-denoiser, before DnCNN existed
+  2k) configs=configs/table1; runs=runs/table1; results=results/table1; denoiser=nlm ;;
+  20k) configs=configs/table1_20k; runs=runs/table1_20k; results=results/table1_20k
+       denoiser=dncnn ;;
+  *) echo "BUDGET must be 2k or 20k" >&2; exit 2 ;;
+esac
 rows=("$@")
 [ ${#rows[@]} -eq 0 ] && rows=(slwsr32_clean slwsr32_cjpg two_stage_nocycle two_stage_cycle rcan_clean dbpn_clean)
 sets=Set5,Set14,BSD100,Urban100
 for row in "${rows[@]}"; do
-  weights=runs/table1/$row/model.safetensors
-  [ -f "$weights" ] || jpegsr train "configs/table1/$row.yaml" --resume --no-progress
+  weights=$runs/$row/model.safetensors
+  if [ ! -f "$weights" ]; then
+    if [ "${BUDGET:-2k}" = 20k ]; then
+      echo "$row: no weights in $runs/$row (train it on a GPU: scripts/gpu_table1.sh)" >&2
+      continue
+    fi
+    jpegsr train "$configs/$row.yaml" --resume --no-progress
+  fi
   jpegsr benchmark --method "$weights" --sets $sets --scale 4 --quality 20 \
-    --json "results/table1/$row.json" --no-progress
+    --json "$results/$row.json" --no-progress
   case $row in *_clean)
-    jpegsr benchmark --method "denoise+$weights" --sets $sets --scale 4 --quality 20 \
-      --json "results/table1/${row}_M.json" --no-progress ;;
+    jpegsr benchmark --method "$denoiser+$weights" --sets $sets --scale 4 --quality 20 \
+      --json "$results/${row}_M.json" --no-progress ;;
   esac
 done
 jpegsr report table1

@@ -345,6 +345,40 @@ def test_gpu_driver_fits_iterations_to_the_budget(tmp_path):
         shutil.rmtree(tmp_path / "runs" / "gpu")
 
 
+def test_gpu_table1_script_trains_whole_rows_and_packs_them(tmp_path):
+    """scripts/gpu_table1.sh on tiny CPU configs: calibrates, trains every row that fits whole,
+    packs weights and logs in parts that scripts/table1.sh --unpack puts back."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name in ("row_a", "row_b"):
+        src = _tiny_config(tmp_path, name, iterations=6, val_every=1000, log_every=2,
+                           out_dir="runs/table1_20k")  # fmt: skip
+        src.rename(configs / f"{name}.yaml")
+    env = dict(os.environ, PYTHON=sys.executable, CALIB_ITERS="4", OMP_NUM_THREADS="1",
+               TABLE1_CONFIGS=str(configs), OUT=str(tmp_path / "out"))  # fmt: skip
+    env["PYTHONPATH"] = str(REPO / "src")
+    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_table1.sh"), "300"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:] + run.stdout[-2000:]
+    assert "training 2" in run.stdout
+    parts = sorted((tmp_path / "out").glob("table1_20k.tar.gz.part-*"))
+    assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    back = tmp_path / "back"
+    back.mkdir()
+    unpack = subprocess.run(["bash", str(REPO / "scripts" / "table1.sh"), "--unpack",
+                             str(tmp_path / "out")], cwd=back, capture_output=True, text=True)  # fmt: skip
+    assert unpack.returncode == 0, unpack.stderr
+    for name in ("row_a", "row_b"):
+        loaded = load_model(back / "runs/table1_20k" / name / "model.safetensors")
+        assert loaded.metadata["iterations"] == "6"
+        assert (back / "runs/table1_20k" / name / "train_log.csv").exists()
+    # too little time for even one row: a clear message and a failure, nothing packed
+    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_table1.sh"), "41"], cwd=tmp_path,
+                         env=dict(env, OUT=str(tmp_path / "out2")), capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 1 and "not even one row fits" in run.stdout
+
+
 def test_gpu_lease_script_brings_back_weights_and_logs(tmp_path):
     """scripts/gpu_lease.sh on a CPU config (speed rows skipped): what a lease returns."""
     config = _tiny_config(tmp_path, "lease", iterations=5, val_every=1000, log_every=5)
