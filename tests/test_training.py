@@ -365,8 +365,10 @@ def test_gpu_table1_script_trains_whole_rows_and_packs_them(tmp_path):
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
     back = tmp_path / "back"
     back.mkdir()
-    unpack = subprocess.run(["bash", str(REPO / "scripts" / "table1.sh"), "--unpack",
-                             str(tmp_path / "out")], cwd=back, capture_output=True, text=True)  # fmt: skip
+    unpack = subprocess.run(
+        ["bash", str(REPO / "scripts" / "table1.sh"), "--unpack", str(tmp_path / "out")],
+        cwd=back, capture_output=True, text=True,
+    )  # fmt: skip
     assert unpack.returncode == 0, unpack.stderr
     for name in ("row_a", "row_b"):
         loaded = load_model(back / "runs/table1_20k" / name / "model.safetensors")
