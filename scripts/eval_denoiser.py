@@ -3,7 +3,8 @@
 Two held-out sets, neither trained on: the images the training config holds out of its own
 training folders, and validation/SunHays80 (a 256 px centre crop of each photo). Grayscale
 (ITU-R 601 luma), Gaussian noise of each sigma (0..255 scale) drawn from a fixed seed, PSNR
-without border, no clipping of the noisy input. Writes a JSON with the command.
+without border, no clipping of the noisy input; sigma 0 is the clean image itself (what the
+denoiser costs an input with no noise). Writes a JSON with the command.
 
     python scripts/eval_denoiser.py src/jpegsr/weights/denoisers/dncnn.safetensors \
         --config configs/dncnn.yaml --json results/denoiser/dncnn.json
@@ -41,7 +42,7 @@ def main() -> None:
     ap.add_argument("weights")
     ap.add_argument("--config", default="configs/dncnn.yaml", help="the run's training config")
     ap.add_argument("--validation", default="../shared/datasets/validation/SunHays80")
-    ap.add_argument("--sigmas", default="15,25,50")
+    ap.add_argument("--sigmas", default="0,5,15,25,50", help="0: the clean image itself")
     ap.add_argument("--json", required=True)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -68,8 +69,9 @@ def main() -> None:
         per_sigma = {}
         for sigma in (float(s) for s in args.sigmas.split(",")):
             rows = denoising_psnr(loaded, images, sigma)
+            noisy = [r["noisy_psnr"] for r in rows]
             per_sigma[f"{sigma:g}"] = {
-                "noisy_psnr": float(np.mean([r["noisy_psnr"] for r in rows])),
+                "noisy_psnr": None if sigma == 0 else float(np.mean(noisy)),
                 "denoised_psnr": float(np.mean([r["denoised_psnr"] for r in rows])),
                 "n": len(rows),
             }

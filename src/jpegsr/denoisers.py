@@ -116,17 +116,20 @@ def gray(image: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def denoising_psnr(
     loaded: LoadedModel, images: list[np.ndarray], sigma: float, seed: int = 0
-) -> list[dict[str, float]]:
+) -> list[dict[str, float | None]]:
     """Per image: PSNR (dB, 0..255, no border) of the noisy input and of the denoised output,
     for Gaussian noise of standard deviation ``sigma`` (0..255 scale) on uint8 grayscale
-    images, the noise drawn from ``seed`` (the same noise for every model compared)."""
-    rows = []
+    images, the noise drawn from ``seed`` (the same noise for every model compared).
+    ``sigma`` 0 feeds the clean image (what the denoiser costs a clean input); its noisy
+    PSNR is then None."""
+    rows: list[dict[str, float | None]] = []
     for i, clean in enumerate(images):
         rng = np.random.default_rng([seed, i, int(round(sigma * 100))])
         x = torch.from_numpy(clean).double()[None, None] / 255
         noisy = x + torch.from_numpy(rng.standard_normal(clean.shape))[None, None] * sigma / 255
         out = loaded.module(noisy.float()).double().clamp(0, 1)
-        rows.append({"noisy_psnr": _psnr(noisy, x), "denoised_psnr": _psnr(out, x)})
+        noisy_psnr = _psnr(noisy, x) if sigma > 0 else None
+        rows.append({"noisy_psnr": noisy_psnr, "denoised_psnr": _psnr(out, x)})
     return rows
 
 

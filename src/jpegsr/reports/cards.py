@@ -90,6 +90,10 @@ def denoiser_card() -> str:
     ]
     for set_name, per_sigma in scores["sets"].items():
         for sigma, r in per_sigma.items():
+            if r["noisy_psnr"] is None:  # sigma 0: the clean image fed as it is
+                lines.append(f"| {set_name} | {r['n']} | 0 (clean input) | - | "
+                             f"{r['denoised_psnr']:.2f} | - |")  # fmt: skip
+                continue
             gain = r["denoised_psnr"] - r["noisy_psnr"]
             lines.append(f"| {set_name} | {r['n']} | {sigma} | {r['noisy_psnr']:.2f} | "
                          f"{r['denoised_psnr']:.2f} | {gain:+.2f} |")  # fmt: skip
