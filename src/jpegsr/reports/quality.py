@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from jpegsr import models
 from jpegsr.reports.common import (
     PAPER_Q20,
     RESULTS,
@@ -42,10 +43,13 @@ def readme_table(table: dict[str, dict]) -> list[str]:
 
 
 def experiments_section() -> list[str]:
-    """The compute spent on training runs that were measured but not shipped."""
+    """The compute spent on training runs of upscalers that were measured but not shipped
+    (a denoiser's run is on its own card)."""
     rows = []
     for path in sorted((RESULTS / "experiments").glob("*/model_metadata.json")):
         m = json.loads(path.read_text())
+        if models.task_of(m.get("jpegsr_arch", "")) == "denoise":
+            continue
         rows.append(
             f"| [`{path.parent.name}`](experiments/{path.parent.name}/) | "
             f"{m.get('machine', m.get('device', '?'))} | {m.get('iterations', '?')} | "
