@@ -35,7 +35,10 @@ for row in "${rows[@]}"; do
     --json "$results/$row.json" --no-progress
   case $row in *_clean)
     jpegsr benchmark --method "$denoiser+$weights" --sets $sets --scale 4 --quality 20 \
-      --json "$results/${row}_M.json" --no-progress ;;
+      --json "$results/${row}_M.json" --no-progress
+    # the 2,000-iteration (M) rows again with the DnCNN pre-denoiser (the 20k rows use it)
+    [ "$denoiser" = nlm ] && jpegsr benchmark --method "dncnn+$weights" --sets $sets \
+      --scale 4 --quality 20 --json "$results/${row}_M_dncnn.json" --no-progress ;;
   esac
 done
 jpegsr report table1
