@@ -45,8 +45,9 @@ BUDGETS = [
            "dncnn", "our DnCNN (`jpegsr.denoisers`, MATLAB's default denoiser, as the paper)"),
     Budget("2k", "table1", "2,000", "on a 2-core CPU", "nlm",
            "OpenCV non-local means (`nlm` in `jpegsr.denoisers`): this budget's rows were made "
-           "before the DnCNN denoiser existed; the rows marked 'DnCNN' rerun a clean-trained "
-           "model on input pre-denoised by DnCNN",
+           "before the DnCNN denoiser existed; the rows marked 'DnCNN' run a clean-trained "
+           "model on input pre-denoised by DnCNN (a retrain of the same config by "
+           "`scripts/table1.sh`, not bitwise the weights of the committed clean row)",
            extra_rows=tuple((f"{m}(M), DnCNN", f"table1/{f}_clean_M_dncnn.json")
                             for m, f in (("s-LWSR32", "slwsr32"), ("RCAN", "rcan"),
                                          ("DBPN", "dbpn"))),
