@@ -24,17 +24,11 @@ import torch
 
 from jpegsr.config import DenoiserTrainConfig, load_config
 from jpegsr.data import list_images, read_rgb
-from jpegsr.denoisers import denoising_psnr, gray
+from jpegsr.denoisers import centre_crop, denoising_psnr, gray
 from jpegsr.train_denoiser import split_paths
 from jpegsr.weights_io import load_model
 
 CROP = 256
-
-
-def centre(img: np.ndarray, side: int) -> np.ndarray:
-    h, w = img.shape
-    c = min(side, h, w)
-    return img[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
 
 
 def main() -> None:
@@ -55,7 +49,7 @@ def main() -> None:
     sets = {
         "held-out training images": [gray(read_rgb(p)) for p in held_out],
         f"SunHays80 ({CROP} px centre crops)": [
-            centre(gray(read_rgb(p)), CROP) for p in list_images(args.validation)
+            centre_crop(gray(read_rgb(p)), CROP) for p in list_images(args.validation)
         ],
     }
     out: dict[str, object] = {

@@ -113,6 +113,13 @@ def gray(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
+def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` square of an image (smaller if the image is)."""
+    h, w = image.shape[:2]
+    c = min(side, h, w)
+    return image[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
+
+
 @torch.no_grad()
 def denoising_psnr(
     loaded: LoadedModel, images: list[np.ndarray], sigma: float, seed: int = 0

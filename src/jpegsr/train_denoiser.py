@@ -29,7 +29,7 @@ from jpegsr.data import (
     split_train_val,
     transform_grid,
 )
-from jpegsr.denoisers import gray
+from jpegsr.denoisers import centre_crop, gray
 from jpegsr.train import (
     Run,
     append_row,
@@ -107,12 +107,7 @@ def _load_images(config: DenoiserTrainConfig) -> tuple[list[np.ndarray], list[np
             img = gray(rgb if s == 1.0 else degrade.imresize(rgb, scale=s))
             if min(img.shape) >= config.patch:
                 train.append(img)
-    val = []
-    for path in val_paths:
-        img = gray(read_rgb(path))
-        h, w = img.shape
-        c = min(VAL_CROP, h, w)
-        val.append(img[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c])
+    val = [centre_crop(gray(read_rgb(path)), VAL_CROP) for path in val_paths]
     return train, val
 
 
