@@ -26,7 +26,7 @@ from jpegsr.data import (
     to_unit_float,
 )
 from jpegsr.losses import TwoStageLoss
-from jpegsr.train import learning_rate
+from jpegsr.train import learning_rate, load_data
 from jpegsr.weights_io import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -410,3 +410,16 @@ def test_tensorboard_scalars_beside_the_csv_logs(tmp_path):
     assert {"loss", "sr", "recover", "cycle", "lr", "val_psnr"} <= tags
     assert [e.step for e in events.Scalars("loss")] == [2, 4, 6]
     assert [e.step for e in events.Scalars("val_psnr")] == [3, 6]
+
+
+def test_extra_train_dirs_add_training_images_and_keep_the_held_out_split(tmp_path):
+    plain = load_config(_tiny_config(tmp_path, "plain"))
+    extra_dir = _images(tmp_path / "extra", n=3, size=48)
+    data = {**yaml.safe_load(_tiny_config(tmp_path, "x").read_text())["data"],
+            "extra_train_dirs": [str(extra_dir)]}  # fmt: skip
+    extra = load_config(_tiny_config(tmp_path, "extra", data=data))
+    train0, val0 = load_data(plain)
+    train1, val1 = load_data(extra)
+    assert len(train1) == len(train0) + 3 and len(val1) == len(val0) == 2
+    assert all(np.array_equal(a.hr, b.hr) for a, b in zip(val0, val1, strict=True))
+    assert {t.hr.shape for t in train1[len(train0) :]} == {(48, 48, 3)}

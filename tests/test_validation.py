@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from jpegsr import models
@@ -91,3 +92,30 @@ def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
     assert main(["validate", str(weights[0]), "--data-root", str(tmp_path / "nope")]) != 0
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
+
+
+def test_validate_on_another_image_folder(tmp_path, capsys):
+    """--images scores that folder's images (e.g. the extra photos' holdout) into their own
+    results folder, leaving the standard set's scores alone."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "holdout"
+    folder.mkdir()
+    for i in range(3):
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i}.png")
+    assert validation_images(tmp_path / "unused", folder) == sorted(folder.glob("*.png"))
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        weights.append(tmp_path / f"m{seed}.safetensors")
+        save_weights(models.build("two_stage_slwsr16", 4), "two_stage_slwsr16", 4,
+                     weights[-1], extra={"input": "compressed"})  # fmt: skip
+    out = tmp_path / "val"
+    args = ["validate", str(weights[0]), "--against", str(weights[1]), "--images", str(folder),
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert "on 3 validation images" in capsys.readouterr().out
+    saved = json.loads((out / "m0.json").read_text())
+    assert list(saved["scores"]) == ["holdout/p0.png", "holdout/p1.png", "holdout/p2.png"]
+    record = json.loads((out / "m0_vs_m1.json").read_text())
+    assert record["command"].endswith(f"--images {folder}") and record["gains"][0]["n"] == 3

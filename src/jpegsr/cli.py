@@ -395,8 +395,12 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--against", help="reference model: print paired gains and the ship rule")
     p.add_argument("--data-root", type=Path, default=DEFAULT_ROOT,
                    help="folder holding validation/SunHays80 and train/{BSD200,T91}")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("results/validation"),
-                   help="per-image scores folder (reused for unchanged weights)")  # fmt: skip
+    p.add_argument("--images", type=Path,
+                   help="score on this folder's images instead of Sun-Hays 80 + held-out "
+                   "training images (e.g. .extra_photos/holdout)")  # fmt: skip
+    p.add_argument("--out", type=Path,
+                   help="per-image scores folder, reused for unchanged weights (default "
+                   "results/validation, or results/validation/<images folder name>)")  # fmt: skip
     p.add_argument("--label", action="append", default=[],
                    help="name for each weights file's results (default: its stem)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")

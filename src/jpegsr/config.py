@@ -33,6 +33,10 @@ class DataConfig:
     hr_scales: list[float] = field(default_factory=lambda: [1.0])
     val_count: int = 10  # training images held out for validation (never benchmark images)
     val_quality: int = 20
+    # folders of further clean photos trained on whole, after the held-out split of
+    # ``train_dirs`` (which they leave unchanged); e.g. .extra_photos/train
+    # (scripts/fetch_extra_photos.py), whose own held-out photos live in a separate folder
+    extra_train_dirs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(set(self.qualities)) != len(self.qualities):

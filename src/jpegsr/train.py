@@ -60,11 +60,12 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
+def load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
     paths = [p for d in config.data.train_dirs for p in list_images(d)]
     if not paths:
         raise DataError(f"no images found in {config.data.train_dirs}")
     train_paths, val_paths = split_train_val(paths, config.data.val_count)
+    train_paths += [p for d in config.data.extra_train_dirs for p in list_images(d)]
     qualities = sorted(set(config.data.qualities))
     train = build_triplets(
         train_paths, config.data.scale, qualities, config.data.lr_patch, config.data.hr_scales
@@ -240,7 +241,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     # 1. the run: ranks, device, folder (refusing to overwrite one without --resume)
     run = open_run(config, resume)
     # 2. the data, degraded once and stored on the training device
-    train_set, val_set = _load_data(config)
+    train_set, val_set = load_data(config)
     store = TripletStore(
         train_set, config.data.scale, config.device, config.data.quality_probabilities()
     )

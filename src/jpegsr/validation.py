@@ -33,8 +33,11 @@ HELD_OUT = 10  # the training images every config holds out (data.val_count)
 Scores = dict[str, dict[str, float]]  # image name -> str(quality) -> Y-PSNR
 
 
-def validation_images(data_root: Path) -> list[Path]:
-    """Sun-Hays 80 plus the held-out training images, in a fixed order."""
+def validation_images(data_root: Path, images: Path | None = None) -> list[Path]:
+    """Sun-Hays 80 plus the held-out training images, in a fixed order; or, given ``images``,
+    the images of that folder (e.g. .extra_photos/holdout, the extra photos' own check)."""
+    if images is not None:
+        return list_images(images)
     train = [p for d in TRAIN_DIRS for p in list_images(data_root / d)]
     return list_images(data_root / "validation" / "SunHays80") + split_train_val(train, HELD_OUT)[1]
 
@@ -121,7 +124,12 @@ def _sha256(path: Path) -> str:
 
 
 def scores_for(
-    name_or_path: str, label: str, data_root: Path, out_dir: Path, progress: bool = True
+    name_or_path: str,
+    label: str,
+    data_root: Path,
+    out_dir: Path,
+    progress: bool = True,
+    images: Path | None = None,
 ) -> Scores:
     """The model's per-image scores: from ``out_dir/<label>.json`` when it holds these very
     weights and images, else measured (minutes on a CPU) and written there."""
@@ -132,7 +140,7 @@ def scores_for(
     from jpegsr.weights_io import load_model, resolve
 
     path = Path(resolve(name_or_path))
-    paths = validation_images(data_root)
+    paths = validation_images(data_root, images)
     keys = [image_key(p) for p in paths]
     cache = out_dir / f"{label}.json"
     sha = _sha256(path)
@@ -180,13 +188,16 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     import json
 
     labels = args.label + [Path(w).stem for w in args.weights[len(args.label) :]]
+    # scores on another image set go to their own folder, beside the standard set's
+    out = args.out or Path("results/validation") / (args.images.name if args.images else "")
     results = {}
     for w, label in zip(args.weights, labels, strict=True):
-        results[label] = scores_for(w, label, args.data_root, args.out, not args.no_progress)
+        results[label] = scores_for(w, label, args.data_root, out, not args.no_progress,
+                                    args.images)  # fmt: skip
     if args.against:
         ref_label = Path(args.against).stem
-        reference = scores_for(args.against, ref_label, args.data_root, args.out,
-                               not args.no_progress)  # fmt: skip
+        reference = scores_for(args.against, ref_label, args.data_root, out,
+                               not args.no_progress, args.images)  # fmt: skip
         for label, scores in results.items():
             gains = paired_gains(scores, reference, QUALITIES)
             ok, why = ship_verdict(gains)
@@ -197,7 +208,9 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
                 "command": "jpegsr validate " + " ".join(args.weights)
                 + f" --against {args.against}",
             }  # fmt: skip
-            (args.out / f"{label}_vs_{ref_label}.json").write_text(json.dumps(record, indent=1))
+            if args.images:
+                record["command"] += f" --images {args.images}"
+            (out / f"{label}_vs_{ref_label}.json").write_text(json.dumps(record, indent=1))
     else:
         for label, scores in results.items():
             means = {q: np.mean([s[str(q)] for s in scores.values()]) for q in QUALITIES}
