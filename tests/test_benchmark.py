@@ -88,6 +88,32 @@ def test_precision_is_recorded(tmp_path, capsys):
     assert p32 != p16 and abs(p32 - p16) < 0.5
 
 
+def test_the_models_training_budget_is_recorded(tmp_path, capsys):
+    """A model's benchmark JSON repeats how its weights were trained (Table 1 shows it)."""
+    root = tmp_path / "bench"
+    _set(root, n=1)
+    weights = tmp_path / "m.safetensors"
+    meta = {
+        "run": "r",
+        "iterations": "2000",
+        "batch_size": "16",
+        "lr_patch": "48",
+        "wall_seconds": "863",
+        "device": "cpu",
+        "machine": "x86_64 2 cpu",
+        "input": "clean",
+    }
+    save_weights(models.build("slwsr16", 4), "slwsr16", 4, weights, extra=meta)
+    records = {}
+    for method in ("bicubic", f"nlm+{weights}"):
+        js = tmp_path / "r.json"
+        argv = ["--method", method, "--sets", "Tiny", "--data-root", str(root), "--json", str(js)]
+        assert _run(capsys, *argv)[0] == 0
+        records[method] = json.loads(js.read_text())["training"]
+    assert records["bicubic"] is None
+    assert records[f"nlm+{weights}"] == {k: v for k, v in meta.items() if k != "input"}
+
+
 @pytest.mark.parametrize(
     "setup,expected",
     [

@@ -191,12 +191,30 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             "self_ensemble": args.self_ensemble,
             "precision": args.precision,
             "pre_denoiser": split_method(args.method)[0],
+            "training": training_record(args.method, args.quality),
             "sets": {r.name: {"psnr": r.psnr, "ssim": r.ssim, "n": r.n} for r in results},
             "versions": degrade.versions() | {"python": platform.python_version()},
             "command": command_line(args),
         }
         write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+# what a benchmark JSON repeats from a weights file's metadata: the model's training budget
+TRAINING_KEYS = ("run", "iterations", "batch_size", "lr_patch", "wall_seconds", "device",
+                 "machine")  # fmt: skip
+
+
+def training_record(method: str, quality: int) -> dict[str, str] | None:
+    """How the method's model was trained (None for bicubic; keys its weights do not record
+    are left out)."""
+    base = split_method(method)[1]
+    if base == "bicubic":
+        return None
+    from jpegsr.weights_io import AUTO_MODEL, choose_shipped, read_metadata, resolve
+
+    meta = read_metadata(resolve(choose_shipped(quality) if base == AUTO_MODEL else base))
+    return {k: meta[k] for k in TRAINING_KEYS if k in meta}
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -118,7 +118,7 @@ def choose_shipped(jpeg_quality: int | None) -> str:
         if name is not None:
             return name
     candidates = {
-        n: trained_qualities(_metadata(SHIPPED_DIR / f"{n}.safetensors")) for n in available
+        n: trained_qualities(read_metadata(SHIPPED_DIR / f"{n}.safetensors")) for n in available
     }
     return choose_for_quality(candidates, jpeg_quality)
 
@@ -141,7 +141,7 @@ def resolve(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     for candidate in sorted(SHIPPED_DIR.glob("*.safetensors")):  # a registered arch name
-        if _metadata(candidate).get("jpegsr_arch") == str(name_or_path):
+        if read_metadata(candidate).get("jpegsr_arch") == str(name_or_path):
             return candidate
     known = ", ".join(shipped_models()) or "none"
     raise WeightsError(
@@ -149,7 +149,8 @@ def resolve(name_or_path: str | Path) -> Path:
     )
 
 
-def _metadata(path: Path) -> dict[str, str]:
+def read_metadata(path: Path) -> dict[str, str]:
+    """A weights file's safetensors metadata (architecture, scale, and how it was trained)."""
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata() or {})
 
@@ -161,7 +162,7 @@ def load_model(
     ``task`` is what the caller means to run: an upscaler ("sr") or a denoiser."""
     path = resolve(name_or_path)
     try:
-        meta = _metadata(path)
+        meta = read_metadata(path)
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None

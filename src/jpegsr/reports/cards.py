@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jpegsr.reports.common import RESULTS, SETS, cell, weights_metadata
-from jpegsr.weights_io import SHIPPED_DIR, shipped_models
+from jpegsr.reports.common import RESULTS, SETS, cell
+from jpegsr.weights_io import SHIPPED_DIR, read_metadata, shipped_models
 
 HEADING = "## Benchmarks (x4, Y-PSNR/SSIM, border 4)"
 
@@ -55,7 +55,7 @@ DENOISER_CARD = SHIPPED_DIR / "denoisers" / "dncnn.md"
 def denoiser_card() -> str:
     """The DnCNN card, whole, from committed files."""
     weights = DENOISER_CARD.with_suffix(".safetensors")
-    meta = weights_metadata(weights)
+    meta = read_metadata(weights)
     scores = json.loads((RESULTS / "denoiser/dncnn.json").read_text())
     lines = [
         "# dncnn: the (M) rows' pre-denoiser",

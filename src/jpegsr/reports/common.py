@@ -9,9 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from safetensors import safe_open
-
-from jpegsr.weights_io import SHIPPED_DIR
+from jpegsr.weights_io import SHIPPED_DIR, read_metadata
 
 RESULTS = Path("results")
 SETS = ["Set5", "Set14", "BSD100", "Urban100"]
@@ -48,13 +46,8 @@ def load_sets(path: Path) -> dict | None:
     return json.loads(path.read_text())["sets"] if path.exists() else None
 
 
-def weights_metadata(path: Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
 def shipped_metadata(name: str) -> dict[str, str]:
-    return weights_metadata(SHIPPED_DIR / f"{name}.safetensors")
+    return read_metadata(SHIPPED_DIR / f"{name}.safetensors")
 
 
 def training_stages(name: str) -> list[dict]:

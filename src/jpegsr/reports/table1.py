@@ -127,12 +127,37 @@ def budget_table(budget: Budget) -> tuple[list[str], dict[str, object]]:
                 text += f" ({paper[i][0]:.2f}/{paper[i][1]:.4f})"
             cells.append(text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        table[label] = {"ours": ours["sets"] if ours else None, "paper": paper, "file": rel}
+        table[label] = {"ours": ours["sets"] if ours else None, "paper": paper, "file": rel,
+                        "training": ours.get("training") if ours else None}  # fmt: skip
         if ours:
             commands.append(f"- {label}: `{ours['command']}`")
     claim_lines, claims = check_claims(table, [*CLAIMS, *budget.extra_claims])
-    lines += ["", *claim_lines, "", "Commands:", "", *commands, ""]
+    lines += ["", *training_lines(rows), "", *claim_lines, "", "Commands:", "", *commands, ""]
     return lines, table | {"claims": claims}
+
+
+def training_lines(rows: dict[str, str]) -> list[str]:
+    """Budget, device and wall time of each trained row, as its weights record them (the
+    benchmark JSON repeats them under "training"); the (M) rows reuse the clean rows' weights."""
+    lines = [
+        "Training of each row (from its weights' metadata, via its benchmark JSON):",
+        "",
+        "| row | iterations | batch x LR crop | device | machine | wall time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, rel in rows.items():
+        path = RESULTS / rel
+        if "(M)" in label or "bicubic" in label or not path.exists():
+            continue
+        t = json.loads(path.read_text()).get("training")
+        if not t or "wall_seconds" not in t:
+            lines.append(f"| {label} | not recorded | | | | |")
+            continue
+        crop = f"{t['batch_size']} x {t['lr_patch']} px" if "batch_size" in t else "not recorded"
+        wall = f"{int(t['wall_seconds']) / 60:.0f} min"
+        lines.append(f"| {label} | {int(t['iterations']):,} | {crop} | {t['device']} | "
+                     f"{t['machine']} | {wall} |")  # fmt: skip
+    return lines
 
 
 def build() -> dict[Path, str]:
