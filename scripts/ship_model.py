@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,12 @@ from jpegsr.reports.cards import benchmark_section
 from jpegsr.reports.common import write_atomic
 
 WEIGHTS = Path("src/jpegsr/weights")
+EXTRA_TERMS = (
+    "The extra photos (`.extra_photos/train`, fetched by `scripts/fetch_extra_photos.py`) are "
+    "from Debian wallpaper packages under CC0-1.0, CC-BY-4.0, CC-BY-SA-3.0/4.0 or GPL-2+; "
+    "author, licence and source of each are in `data/extra_photos.yaml`, the attribution they "
+    "require. "
+)
 DATA_TERMS = (
     "BSD200 is the BSDS300 training set (Berkeley; for non-commercial research and "
     "education), T91 (Yang et al.) a research benchmark; see `../shared/datasets/README.md`. "
@@ -59,7 +66,7 @@ def export_checkpoint(run: Path, dst: Path) -> None:
     })  # fmt: skip
 
 
-def add_lineage(weights: Path, config: dict) -> None:
+def add_lineage(weights: Path, config: dict, earlier: list[Path] = ()) -> None:
     """Record the device, and the init run's cost when that run is not itself shipped.
 
     A model fine-tuned from an unshipped run (a first GPU lease, say) would otherwise hide
@@ -89,6 +96,10 @@ def add_lineage(weights: Path, config: dict) -> None:
             "init_machine": init_meta.get("machine", "unknown"),
             "init_device": init_device,
         })  # fmt: skip
+    for i, path in enumerate(earlier, start=2):
+        m = json.loads(path.read_text())
+        keys = ("run", "iterations", "wall_seconds", "machine", "device")
+        meta.update({f"init{i}_{k}": m[k] for k in keys if k in m})
     tmp = weights.with_name(weights.name + ".tmp")
     save_file(load_file(str(weights)), str(tmp), metadata=meta)
     tmp.chmod(0o644)
@@ -96,7 +107,8 @@ def add_lineage(weights: Path, config: dict) -> None:
 
 
 def data_counts(config: dict) -> tuple[int, int, int]:
-    """(images found, used for training, held out) exactly as jpegsr.train selects them."""
+    """(images found, used for training, held out) exactly as jpegsr.train selects them
+    (``data.extra_train_dirs`` are trained on whole)."""
     from PIL import Image
 
     from jpegsr.data import list_images, split_train_val
@@ -104,6 +116,8 @@ def data_counts(config: dict) -> tuple[int, int, int]:
     d = config["data"]
     paths = [p for folder in d["train_dirs"] for p in list_images(folder)]
     train, val = split_train_val(paths, d["val_count"])
+    extra = [p for folder in d.get("extra_train_dirs", []) for p in list_images(folder)]
+    paths, train = paths + extra, train + extra
     side = d["lr_patch"] * d["scale"]
     used = sum(1 for p in train if min(Image.open(p).size) >= side)
     return len(paths), used, len(val)
@@ -120,6 +134,9 @@ def main() -> None:
         help="ship the EMA weights of RUN/checkpoint.pt (a run still training or cut short)",
     )
     ap.add_argument("--note", default="", help="a line for the card (e.g. what changed)")
+    ap.add_argument("--earlier", nargs="*", type=Path, default=[], metavar="METADATA_JSON",
+                    help="model_metadata.json of the unshipped runs before the init run, "
+                    "newest first (init2_, init3_... keys: their cost counts too)")  # fmt: skip
     args = ap.parse_args()
     dst = WEIGHTS / f"{args.name}.safetensors"
     if args.from_checkpoint:
@@ -127,7 +144,7 @@ def main() -> None:
     else:
         shutil.copyfile(args.run / "model.safetensors", dst)
     config = yaml.safe_load((args.run / "config.yaml").read_text())
-    add_lineage(dst, config)
+    add_lineage(dst, config, args.earlier)
     with safe_open(str(dst), framework="pt") as f:
         meta = dict(f.metadata())
     with (args.run / "val_log.csv").open() as f:
@@ -146,10 +163,12 @@ def main() -> None:
         "",
         f"- **Architecture**: `{meta['jpegsr_arch']}` (x{meta['scale']}), see "
         "`src/jpegsr/models/`; weights in safetensors (float32).",
-        f"- **Training data**: {', '.join(d['train_dirs'])}: {found} images, {held_out} held "
+        f"- **Training data**: {', '.join(d['train_dirs'] + d.get('extra_train_dirs', []))}: "
+        f"{found} images, {held_out} held "
         f"out for validation, {used} used for training (images under "
         f"{d['lr_patch'] * d['scale']} px on a side cannot give a {d['lr_patch']} px LR crop).",
-        f"- **Training data terms**: {DATA_TERMS}",
+        f"- **Training data terms**: {EXTRA_TERMS if d.get('extra_train_dirs') else ''}"
+        f"{DATA_TERMS}",
         f"- **Degradation**: HR cropped to x{d['scale']}, MATLAB-style bicubic down x{d['scale']},"
         f" Pillow JPEG quality {d['qualities']} with 4:2:0 chroma (`jpegsr.degrade`); network "
         f"input: {d['input']} LR.",
@@ -169,6 +188,7 @@ def main() -> None:
         f"- **Command**: `{train_command}`, then "
         f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
         + (" --from-checkpoint" if args.from_checkpoint else "")
+        + "".join(f" --earlier {p}" for p in args.earlier)
         + "`.",
         *(
             [
@@ -187,6 +207,13 @@ def main() -> None:
             ]
             if "init_run" in meta
             else []
+        ),
+        *(
+            f"- **Before that** (unshipped): `{meta[f'init{i}_run']}`, "
+            f"{meta[f'init{i}_iterations']} iterations, "
+            f"{int(meta[f'init{i}_wall_seconds']) / 3600:.2f} h on {meta[f'init{i}_machine']}."
+            for i in range(2, 100)
+            if f"init{i}_run" in meta
         ),
         *([f"- **Note**: {args.note}"] if args.note else []),
         "- **Validation** (Y-PSNR on the held-out training images, q="

@@ -54,10 +54,12 @@ def training_stages(name: str) -> list[dict]:
     """The training runs behind a shipped model, from its metadata.
 
     Its own run (plain keys), an unshipped init run (``init_`` keys, by ship_model.py) and
+    the unshipped runs before it (``init2_``, ``init3_``... by ship_model.py --earlier), and
     the other runs of a weight average (``also1_``, ``also2_``... by average_weights.py).
     """
     m = shipped_metadata(name)
-    prefixes = ["", "init_", *(f"also{i}_" for i in range(1, 100))]
+    prefixes = ["", "init_", *(f"init{i}_" for i in range(2, 100)),
+                *(f"also{i}_" for i in range(1, 100))]  # fmt: skip
     return [
         {"run": m.get(f"{p}run", name), "device": m.get(f"{p}device", "cpu"),
          "hours": int(m[f"{p}wall_seconds"]) / 3600,
