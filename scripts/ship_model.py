@@ -77,6 +77,8 @@ def add_lineage(weights: Path, config: dict, earlier: list[Path] = ()) -> None:
     with safe_open(str(weights), framework="pt") as f:
         meta = dict(f.metadata())
     meta.setdefault("device", config.get("device", "cpu"))
+    if config["data"].get("extra_train_dirs"):  # runs older than this metadata key
+        meta.setdefault("extra_train_dirs", ",".join(config["data"]["extra_train_dirs"]))
     init = Path(config.get("init_from") or "")
     shipped = {p.read_bytes() for p in WEIGHTS.glob("*.safetensors") if p != weights}
     if init.is_file() and init.read_bytes() not in shipped:

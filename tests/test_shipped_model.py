@@ -68,7 +68,7 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
     assert np.abs(whole - tiled).max() <= tolerance
 
 
-@pytest.mark.parametrize("name", ["blind", "blind_long"])
+@pytest.mark.parametrize("name", ["blind", "blind_long", "blind_photos"])
 def test_blind_models_are_shipped_with_a_card(name):
     loaded = jpegsr.load_model(name)
     assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
@@ -83,6 +83,17 @@ def test_gpu_trained_model_declares_its_device_and_unshipped_init_run():
     assert meta["device"] == "cuda" and "NVIDIA" in meta["machine"]
     assert meta["init_device"] == "cuda" and int(meta["init_iterations"]) > 0
     assert int(meta["init_wall_seconds"]) > 0
+
+
+def test_photo_trained_model_records_its_extra_photos_and_whole_lineage():
+    """blind_photos: trained with the wallpaper photos, from two unshipped stretches."""
+    loaded = jpegsr.load_model("blind_photos")
+    meta = loaded.metadata
+    assert meta["extra_train_dirs"] == ".extra_photos/train"
+    assert meta["init_run"] == "continuing_cpu" and meta["init2_run"] == "continuing"
+    assert meta["init2_device"] == "cuda" and int(meta["init2_iterations"]) > 0
+    card = Path(loaded.source).with_suffix(".md").read_text()
+    assert "data/extra_photos.yaml" in card and "Before that" in card
 
 
 def test_auto_selection_table_names_shipped_models():
