@@ -423,3 +423,19 @@ def test_extra_train_dirs_add_training_images_and_keep_the_held_out_split(tmp_pa
     assert len(train1) == len(train0) + 3 and len(val1) == len(val0) == 2
     assert all(np.array_equal(a.hr, b.hr) for a, b in zip(val0, val1, strict=True))
     assert {t.hr.shape for t in train1[len(train0) :]} == {(48, 48, 3)}
+
+
+def test_pack_training_images_is_lossless_and_sizes_what_travels(tmp_path):
+    """scripts/pack_training_images.py: WebP copies with the very pixels, the same held-out
+    split, and the sum that would travel to a lent GPU against its cap."""
+    src = _images(tmp_path / "Tiny", n=12, size=40)
+    out = tmp_path / "packed"
+    run = subprocess.run([sys.executable, "scripts/pack_training_images.py", str(src), "-o",
+                          str(out)], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "would travel to a lent GPU, of the 64 MiB allowed" in run.stdout
+    packed = list_images(out / "Tiny")
+    assert [p.stem for p in packed] == [p.stem for p in list_images(src)]
+    for a, b in zip(list_images(src), packed, strict=True):
+        assert np.array_equal(np.asarray(Image.open(a).convert("RGB")),
+                              np.asarray(Image.open(b).convert("RGB")))  # fmt: skip
