@@ -79,20 +79,14 @@ def test_results_hold_only_what_their_readme_lists():
     assert present == listed
 
 
-def test_table1_lists_each_trained_rows_budget_device_and_wall_time(tmp_path, monkeypatch):
-    import json
-
+def test_table1_lists_each_trained_rows_budget_device_and_wall_time():
     from jpegsr.reports import table1
 
-    monkeypatch.setattr(table1, "RESULTS", tmp_path)
     training = {"run": "rcan_clean", "iterations": "20000", "batch_size": "16", "lr_patch": "48",
                 "wall_seconds": "5400", "device": "cuda", "machine": "NVIDIA H200"}  # fmt: skip
-    (tmp_path / "rcan.json").write_text(json.dumps({"training": training}))
-    (tmp_path / "dbpn.json").write_text(json.dumps({"training": None}))
-    (tmp_path / "rcan_M.json").write_text(json.dumps({"training": training}))
-    rows = {"RCAN": "rcan.json", "RCAN(M)": "rcan_M.json", "DBPN": "dbpn.json",
-            "s-LWSR32": "missing.json", "bicubic": "rcan.json"}  # fmt: skip
-    lines = table1.training_lines(rows)
+    # label -> the "training" record of the row's benchmark JSON (rows not run are absent)
+    trained = {"RCAN": training, "RCAN(M)": training, "DBPN": None, "bicubic": training}
+    lines = table1.training_lines(trained)
     assert "| RCAN | 20,000 | 16 x 48 px | cuda | NVIDIA H200 | 90 min |" in lines
     assert "| DBPN | not recorded | | | | |" in lines
     assert not any(line.startswith(("| RCAN(M)", "| s-LWSR32", "| bicubic")) for line in lines)

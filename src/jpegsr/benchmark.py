@@ -75,11 +75,9 @@ def make_method(
 
     else:
         from jpegsr.inference import upscale_array, with_self_ensemble
-        from jpegsr.weights_io import AUTO_MODEL, choose_shipped, load_model
+        from jpegsr.weights_io import load_model
 
-        # "auto": what `jpegsr upscale` picks for a file of this quality (Pillow-written JPEGs
-        # have exactly the quality their tables imply, so no estimate is needed here)
-        loaded = load_model(choose_shipped(quality) if base == AUTO_MODEL else base)
+        loaded = load_model(model_for(base, quality))
         if self_ensemble:
             loaded = with_self_ensemble(loaded)
         if loaded.descriptor.scale != scale:
@@ -211,10 +209,18 @@ def training_record(method: str, quality: int) -> dict[str, str] | None:
     base = split_method(method)[1]
     if base == "bicubic":
         return None
-    from jpegsr.weights_io import AUTO_MODEL, choose_shipped, read_metadata, resolve
+    from jpegsr.weights_io import read_metadata, resolve
 
-    meta = read_metadata(resolve(choose_shipped(quality) if base == AUTO_MODEL else base))
+    meta = read_metadata(resolve(model_for(base, quality)))
     return {k: meta[k] for k in TRAINING_KEYS if k in meta}
+
+
+def model_for(base: str, quality: int) -> str:
+    """The model a method names; "auto" is what `jpegsr upscale` picks for a file of this
+    quality (Pillow-written JPEGs have exactly the quality their tables imply)."""
+    from jpegsr.weights_io import AUTO_MODEL, choose_shipped
+
+    return choose_shipped(quality) if base == AUTO_MODEL else base
 
 
 def command_line(args: argparse.Namespace) -> str:

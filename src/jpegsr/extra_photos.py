@@ -113,18 +113,19 @@ def fetch(photos: list[Photo], workdir: Path) -> Path:
             continue
         debs = workdir / "debs"
         debs.mkdir(exist_ok=True)
-        run = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=debs,
-                             capture_output=True, text=True)  # fmt: skip
-        if run.returncode != 0:
-            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DataError(f"apt-get download {package}={version} failed: {last}")
+        _run(["apt-get", "download", f"{package}={version}"], cwd=debs)
         deb = next(debs.glob(f"{package}_*.deb"))
         tmp = unpacked / (package + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        run = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
-        if run.returncode != 0:
-            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DataError(f"dpkg -x {deb.name} failed: {last}")
+        _run(["dpkg", "-x", str(deb), str(tmp)])
         tmp.replace(target)
     return unpacked
+
+
+def _run(command: list[str], cwd: Path | None = None) -> None:
+    """Run a packaging command; its failure is a DataError with stderr's last line."""
+    run = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"{' '.join(command)} failed: {last}")

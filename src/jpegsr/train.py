@@ -135,30 +135,24 @@ def run_metadata(
     config: TrainConfig, iterations: int, wall_seconds: float, machine: str
 ) -> dict[str, str]:
     """What a run's weights file records about the run (model cards and budgets read it)."""
-    return (
-        {
-            "run": config.name,
-            "iterations": str(iterations),
-            "batch_size": str(config.batch_size),
-            "lr_patch": str(config.data.lr_patch),
-            "wall_seconds": f"{wall_seconds:.0f}",
-            "machine": machine,
-            "device": config.device,
-            "train_dirs": ",".join(config.data.train_dirs),
-            "qualities": ",".join(map(str, config.data.qualities)),
-            "input": config.data.input,
-        }
-        | (
-            {"quality_weights": ",".join(f"{w:g}" for w in config.data.quality_weights)}
-            if config.data.quality_weights
-            else {}
-        )
-        | (
-            {"extra_train_dirs": ",".join(config.data.extra_train_dirs)}
-            if config.data.extra_train_dirs
-            else {}
-        )
-    )
+    d = config.data
+    meta = {
+        "run": config.name,
+        "iterations": str(iterations),
+        "batch_size": str(config.batch_size),
+        "lr_patch": str(d.lr_patch),
+        "wall_seconds": f"{wall_seconds:.0f}",
+        "machine": machine,
+        "device": config.device,
+        "train_dirs": ",".join(d.train_dirs),
+        "qualities": ",".join(map(str, d.qualities)),
+        "input": d.input,
+    }
+    if d.quality_weights:
+        meta["quality_weights"] = ",".join(f"{w:g}" for w in d.quality_weights)
+    if d.extra_train_dirs:
+        meta["extra_train_dirs"] = ",".join(d.extra_train_dirs)
+    return meta
 
 
 @dataclass

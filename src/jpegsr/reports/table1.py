@@ -131,24 +131,24 @@ def budget_table(budget: Budget) -> tuple[list[str], dict[str, object]]:
         if ours:
             commands.append(f"- {label}: `{ours['command']}`")
     claim_lines, claims = check_claims(table, [*CLAIMS, *budget.extra_claims])
-    lines += ["", *training_lines(rows), "", *claim_lines, "", "Commands:", "", *commands, ""]
+    trained = {k: table[k]["training"] for k in rows if table[k]["ours"]}
+    lines += ["", *training_lines(trained), "", *claim_lines, "", "Commands:", "", *commands, ""]
     return lines, table | {"claims": claims}
 
 
-def training_lines(rows: dict[str, str]) -> list[str]:
-    """Budget, device and wall time of each trained row, as its weights record them (the
-    benchmark JSON repeats them under "training"); the (M) rows reuse the clean rows' weights."""
+def training_lines(trained: dict[str, dict[str, str] | None]) -> list[str]:
+    """Budget, device and wall time of each trained row (label -> the "training" record of
+    its benchmark JSON, None when its weights predate it); the (M) rows and the baselines are
+    skipped: they reuse the clean rows' weights or train nothing."""
     lines = [
         "Training of each row (from its weights' metadata, via its benchmark JSON):",
         "",
         "| row | iterations | batch x LR crop | device | machine | wall time |",
         "|---|---|---|---|---|---|",
     ]
-    for label, rel in rows.items():
-        path = RESULTS / rel
-        if "(M)" in label or "bicubic" in label or not path.exists():
+    for label, t in trained.items():
+        if "(M)" in label or "bicubic" in label:
             continue
-        t = json.loads(path.read_text()).get("training")
         if not t or "wall_seconds" not in t:
             lines.append(f"| {label} | not recorded | | | | |")
             continue
