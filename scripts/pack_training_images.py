@@ -7,11 +7,23 @@ writes ``.gpu_data/<folder name>/<stem>.webp`` (about 60% of the PNG/BMP bytes) 
 checks every file decodes to exactly the source pixels. Names keep their order, so
 ``split_train_val`` holds out the same images from the packed folders as from the originals.
 The output folder is git-ignored: dataset images never enter the repository.
+
+When the extra photos must travel too and everything does not fit the cap:
+
+    python scripts/pack_training_images.py ../shared/datasets/train/BSD200 \
+        ../shared/datasets/train/T91 --extra .extra_photos/train --fit -o .gpu_photos
+
+packs the ``--extra`` folders whole (into ``OUT/extra/<name>``) and, of the other folders,
+only their *training* split (the 10 held-out images never travel), spread evenly over them,
+as many as fit beside the tracked files under the cap. ``OUT/packed.txt`` lists what was
+packed. A config training on such a pack sets ``val_count: 0``: its held-out images are
+already gone (``configs/gpu/continuing_photos.yaml``).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,21 +52,65 @@ def pack(folder: Path, out: Path) -> int:
     return len(sources)
 
 
+def fit_evenly(paths: list[Path], budget: int) -> list[Path]:
+    """The most of ``paths``, spread evenly over the list, whose files fit ``budget`` bytes."""
+    n = len(paths)
+    for k in range(n, 0, -1):
+        chosen = [paths[int(i * n / k)] for i in range(k)]
+        if sum(p.stat().st_size for p in chosen) <= budget:
+            return chosen
+    return []
+
+
+def pack_fitted(folders: list[Path], extras: list[Path], out: Path) -> list[Path]:
+    """Extras whole, then the training split of ``folders`` thinned evenly to fit the cap."""
+    for extra in extras:
+        pack(extra, out / "extra" / extra.name)
+    packed = [p for e in extras for p in list_images(out / "extra" / e.name)]
+    train, _held_out = split_train_val([p for f in folders for p in list_images(f)], 10)
+    staged = out / ".staging"
+    for folder in folders:
+        pack(folder, staged / folder.name)
+    webp = {staged / p.parent.name / f"{p.stem}.webp": p for p in train}
+    budget = (TRAVEL_LIMIT_MIB * 2**20 - (tracked_bytes() or 0) - 2**19  # 0.5 MiB spare
+              - sum(p.stat().st_size for p in packed))  # fmt: skip
+    kept = fit_evenly(list(webp), budget)
+    for path in kept:
+        dst = out / path.parent.name / path.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(dst)
+        packed.append(dst)
+    shutil.rmtree(staged)
+    print(f"training split: {len(kept)} of {len(train)} images fit beside the extras")
+    return packed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=Path(".gpu_data"))
+    extra_help = "a folder trained whole (data.extra_train_dirs), packed whole"
+    parser.add_argument("--extra", type=Path, action="append", default=[], help=extra_help)
+    fit_help = "pack only the training split of FOLDERS, thinned to fit the cap"
+    parser.add_argument("--fit", action="store_true", help=fit_help)
     args = parser.parse_args()
-    for folder in args.folders:
-        n = pack(folder, args.out / folder.name)
-        print(f"{folder} -> {args.out / folder.name}: {n} images")
-    sources = [p for f in args.folders for p in list_images(f)]
-    packed = [p for f in args.folders for p in list_images(args.out / f.name)]
-    held_src = [p.stem for p in split_train_val(sources, 10)[1]]
-    held_packed = [p.stem for p in split_train_val(packed, 10)[1]]
-    if held_src != held_packed:
-        print("held-out images differ between source and packed folders", file=sys.stderr)
-        return 1
+    if args.fit:
+        packed = pack_fitted(args.folders, args.extra, args.out)
+        listing = args.out / "packed.txt"
+        listing.write_text("".join(f"{p.relative_to(args.out)}\n" for p in packed))
+    else:
+        if args.extra:
+            parser.error("--extra needs --fit")
+        for folder in args.folders:
+            n = pack(folder, args.out / folder.name)
+            print(f"{folder} -> {args.out / folder.name}: {n} images")
+        sources = [p for f in args.folders for p in list_images(f)]
+        packed = [p for f in args.folders for p in list_images(args.out / f.name)]
+        held_src = [p.stem for p in split_train_val(sources, 10)[1]]
+        held_packed = [p.stem for p in split_train_val(packed, 10)[1]]
+        if held_src != held_packed:
+            print("held-out images differ between source and packed folders", file=sys.stderr)
+            return 1
     size = sum(p.stat().st_size for p in packed)
     print(f"{len(packed)} images, {size / 2**20:.1f} MiB")
     tree = tracked_bytes()

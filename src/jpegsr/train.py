@@ -275,7 +275,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
             board.scalars(done, {k: float(v) for k, v in row.items() if k != "iteration"})
             bar.set_postfix(loss=row["loss"])
-        if main_rank and _due(done, config.val_every, config):
+        if main_rank and val_set and _due(done, config.val_every, config):
             score = validate(step.exported, val_set, config)
             append_row(run.dir / "val_log.csv", ["iteration", "val_psnr"],
                         {"iteration": done, "val_psnr": f"{score:.4f}"})  # fmt: skip
