@@ -287,37 +287,55 @@ def test_device_is_checked(tmp_path, capsys):
     assert "no GPU" in err and len(err.strip().splitlines()) == 1
 
 
-def test_fixed_tensor_step_for_cuda_graphs_matches_the_plain_step(tmp_path):
-    """cuda_graph's step (batch, lr and EMA weight in fixed tensors refilled each call; on a
-    CPU it runs eagerly) makes the same updates as the plain step."""
+def _plain_and_fixed_steps(tmp_path, device: str):
+    """Six updates of the plain step and of cuda_graph's fixed-tensor step from one init."""
     from jpegsr.train_step import TrainStep
 
     triplets = build_triplets(list_images(_images(tmp_path / "d", n=3)), 4, [20], min_lr_side=8)
-    store = TripletStore(triplets, 4)
+    store = TripletStore(triplets, 4, device)
     steps = {}
     for graph in (False, True):
         cfg = from_dict(TrainConfig, {"name": "a", "model": "two_stage_slwsr16", "iterations": 6,
-                                      "cuda_graph": graph, "bf16": False,
+                                      "cuda_graph": graph, "bf16": False, "device": device,
                                       "optim": {"lr": 1e-3, "ema_decay": 0.9}})  # fmt: skip
         torch.manual_seed(0)
         step = TrainStep(models.build("two_stage_slwsr16", 4), cfg)
         losses = [step(store.batch(4, 8, seed=0, iteration=it), 1e-3 / (1 + it), it).loss
                   for it in range(6)]  # fmt: skip
-        steps[graph] = (step, torch.stack(losses))
-    (plain, a), (fixed, b) = steps[False], steps[True]
-    # equal up to float32 rounding: the fixed learning rate is a float32 tensor, the plain
-    # one a Python float
+        steps[graph] = (step, torch.stack(losses).cpu())
+    return steps[False], steps[True]
+
+
+def _assert_same_updates(plain, a, fixed, b, rtol: float) -> None:
     assert a[0] == b[0]  # the first loss precedes any update
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(a, b, rtol=rtol, atol=1e-7)
     for p, q in zip(plain.model.parameters(), fixed.model.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(p, q, rtol=10 * rtol, atol=1e-6)
     for p, q in zip(plain.ema.parameters(), fixed.ema.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-    moved = max(float((p - q).detach().abs().max()) for p, q in
-                zip(plain.model.parameters(), models.build("two_stage_slwsr16", 4).parameters(),
-                    strict=True))  # fmt: skip
+        torch.testing.assert_close(p, q, rtol=10 * rtol, atol=1e-6)
+    init = models.build("two_stage_slwsr16", 4).parameters()
+    moved = max(float((p.cpu() - q).detach().abs().max()) for p, q in
+                zip(plain.model.parameters(), init, strict=True))  # fmt: skip
     assert moved > 1e-4  # the runs did train
     assert float(fixed.optimizer.param_groups[0]["lr"]) == pytest.approx(1e-3 / 6)
+
+
+def test_fixed_tensor_step_for_cuda_graphs_matches_the_plain_step(tmp_path):
+    """cuda_graph's step (batch, lr and EMA weight in fixed tensors refilled each call; on a
+    CPU it runs eagerly) makes the same updates as the plain step."""
+    (plain, a), (fixed, b) = _plain_and_fixed_steps(tmp_path, "cpu")
+    # equal up to float32 rounding: the fixed learning rate is a float32 tensor, the plain
+    # one a Python float
+    _assert_same_updates(plain, a, fixed, b, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (a lent one)")
+def test_cuda_graph_is_captured_and_replays_the_plain_step_on_a_gpu(tmp_path):
+    """On a GPU the step really is captured (Adam capturable, no fallback to eager) and its
+    replays make the plain step's updates."""
+    (plain, a), (fixed, b) = _plain_and_fixed_steps(tmp_path, "cuda")
+    assert fixed._graph is not None and not fixed._graph_failed
+    _assert_same_updates(plain, a, fixed, b, rtol=1e-4)
 
 
 def test_cuda_graph_needs_a_gpu_and_one_eager_process(tmp_path, capsys):

@@ -26,14 +26,17 @@ from jpegsr.data import to_unit_float
 from jpegsr.losses import TwoStageLoss
 
 
-def make_optimizer(model: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+def make_optimizer(
+    model: nn.Module, lr: float, betas: tuple[float, float], capturable: bool = False
+) -> torch.optim.Adam:
     """Adam with one fused kernel over all parameters where this torch build has it, else the
-    multi-tensor (foreach) form; both compute the same update."""
+    multi-tensor (foreach) form; both compute the same update. ``capturable`` keeps its state
+    on the device so a CUDA graph can capture its step."""
     params = list(model.parameters())
     try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True, capturable=capturable)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True, capturable=capturable)
 
 
 WARMUP_CALLS = 3  # eager updates before a CUDA graph is captured
@@ -78,7 +81,11 @@ class TrainStep:
         self._ema_pairs = None  # (EMA parameters, model parameters), listed once
         if self.ema is not None:
             self._ema_pairs = (list(self.ema.parameters()), list(model.parameters()))
-        self.optimizer = make_optimizer(model, config.optim.lr, config.optim.betas)
+        # a captured Adam step keeps its state on the GPU (the CPU path runs eagerly)
+        graph_on_gpu = config.cuda_graph and torch.device(config.device).type == "cuda"
+        self.optimizer = make_optimizer(
+            model, config.optim.lr, config.optim.betas, capturable=graph_on_gpu
+        )
         self.criterion = TwoStageLoss(config.loss)
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
         self.net = net
