@@ -457,3 +457,43 @@ def test_pack_training_images_is_lossless_and_sizes_what_travels(tmp_path):
     for a, b in zip(list_images(src), packed, strict=True):
         assert np.array_equal(np.asarray(Image.open(a).convert("RGB")),
                               np.asarray(Image.open(b).convert("RGB")))  # fmt: skip
+
+
+def test_pack_with_extra_photos_drops_the_held_out_images_and_fits_the_cap(tmp_path):
+    """--extra --fit: the extra folder whole, only the training split of the others (their
+    held-out images never travel), pixels unchanged, and packed.txt listing what was packed."""
+    a, b = _images(tmp_path / "A", n=12, size=40), _images(tmp_path / "B", n=8, size=36)
+    extra = _images(tmp_path / "more" / "train", n=3, size=44)
+    out = tmp_path / "packed"
+    run = subprocess.run([sys.executable, "scripts/pack_training_images.py", str(a), str(b),
+                          "--extra", str(extra), "--fit", "-o", str(out)], cwd=REPO,
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "training split: 10 of 10 images fit" in run.stdout
+    train, held_out = split_train_val(list_images(a) + list_images(b), 10)
+    packed = {(p.parent.name, p.stem) for d in ("A", "B") for p in list_images(out / d)}
+    assert packed == {(p.parent.name, p.stem) for p in train}
+    assert not packed & {(p.parent.name, p.stem) for p in held_out}
+    assert [p.stem for p in list_images(out / "extra" / "train")] == ["img00", "img01", "img02"]
+    for src in [*train, *list_images(extra)]:
+        sub = "extra/train" if src.parent == extra else src.parent.name
+        dst = out / sub / f"{src.stem}.webp"
+        assert np.array_equal(np.asarray(Image.open(src).convert("RGB")),
+                              np.asarray(Image.open(dst).convert("RGB")))  # fmt: skip
+    assert len((out / "packed.txt").read_text().splitlines()) == 13
+    assert not (out / ".staging").exists()
+
+
+def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pack", REPO / "scripts/pack_training_images.py")
+    pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack)
+    files = []
+    for i in range(10):
+        files.append(tmp_path / f"f{i}")
+        files[-1].write_bytes(b"x" * 100)
+    assert pack.fit_evenly(files, 1000) == files
+    assert pack.fit_evenly(files, 599) == [files[0], files[2], files[4], files[6], files[8]]
+    assert pack.fit_evenly(files, 99) == []
