@@ -5,6 +5,8 @@
     python benchmarks/train_speed.py --compile          # also time torch.compile of the step
     python benchmarks/train_speed.py --device cuda --compile --compile-mode reduce-overhead
     python benchmarks/train_speed.py --device cuda --cuda-graph   # + the step as one CUDA graph
+    python benchmarks/train_speed.py --device cuda --profile  # + where the eager step's time
+                                                              #   goes: benchmarks/train_profile.md
 
 The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast,
 channels_last, fused Adam, EMA, random JPEG quality per sample; batches cut on the device
@@ -158,6 +160,61 @@ def measure(
     }
 
 
+def profile_step(store: TripletStore, device: str, batch: int, patch: int) -> dict:
+    """The eager step's operators by self time on ``device`` (a CUDA graph's replay would show
+    as one opaque call, so the step is profiled unfused), top 12 with their shares."""
+    config = from_dict(
+        TrainConfig,
+        {"name": "profile", "model": "two_stage_slwsr32", "iterations": 1, "batch_size": batch,
+         "device": device, "data": {"lr_patch": patch, "qualities": QUALITIES},
+         "optim": {"ema_decay": 0.999}},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    step = TrainStep(models.build("two_stage_slwsr32", 4), config)
+    for it in range(5):
+        step(store.batch(batch, patch, seed=0, iteration=it), 1e-4, it)
+    sync(device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for it in range(5, 10):
+            step(store.batch(batch, patch, seed=0, iteration=it), 1e-4, it)
+        sync(device)
+
+    def self_us(e: object) -> float:
+        key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+        return float(getattr(e, key))
+
+    ops = sorted(prof.key_averages(), key=self_us, reverse=True)
+    total = sum(self_us(e) for e in ops)
+    top = [{"op": e.key[:90], "calls_per_iter": e.count // 5, "ms_per_iter": self_us(e) / 5000,
+            "share": self_us(e) / total} for e in ops[:12]]  # fmt: skip
+    return {"device": device, "machine": machine(device), "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__, "batch": batch, "patch": patch,
+            "ms_per_iter_profiled": total / 5000, "ops": top}  # fmt: skip
+
+
+def render_profile(profiles: dict[str, dict]) -> str:
+    lines = [
+        "# Where the training step's time goes",
+        "",
+        "Written by `python benchmarks/train_speed.py --profile` (add `--device cuda` on a",
+        "GPU): the eager step of the shipped recipe (as in `train_speed.md`), 5 iterations",
+        "under `torch.profiler`, operators by self time on the device (CUDA kernels on a GPU,",
+        "CPU operators on a CPU). The profiler's own overhead inflates the total.",
+    ]
+    for device, prof in sorted(profiles.items()):
+        lines += ["", f"## {device}: {prof['machine']}, {prof['date']}, torch {prof['torch']}, "
+                  f"batch {prof['batch']} x {prof['patch']} px, "
+                  f"{prof['ms_per_iter_profiled']:.1f} ms per iteration profiled", "",
+                  "| operator | calls per iteration | ms per iteration | share |",
+                  "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| `{o['op']}` | {o['calls_per_iter']} | {o['ms_per_iter']:.2f} | "
+                  f"{o['share']:.0%} |" for o in prof["ops"]]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _compile_label(value: bool | str) -> str:
     """Rows record False, True (the default mode, older rows) or the mode's name."""
     if value is True or value == "default":
@@ -212,11 +269,22 @@ def main() -> int:
     parser.add_argument(
         "--cuda-graph", action="store_true", help="also time the step captured as a CUDA graph"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile the eager step at the last shape"
+    )
+    parser.add_argument(
+        "--shape", action="append", default=[], metavar="BxP",
+        help="batch x LR crop px to time (repeatable; default 16x48 and 64x64)",
+    )  # fmt: skip
     parser.add_argument("--images", type=int, default=40, help="training images to cache")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "train_speed")
     args = parser.parse_args()
     device = args.device
+    try:
+        shapes = [tuple(int(v) for v in x.split("x")) for x in args.shape] or list(SHAPES)
+    except ValueError:
+        parser.error("--shape takes BATCHxPATCH, e.g. 16x48")
     store = TripletStore(training_triplets(args.images), 4, device)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -232,24 +300,36 @@ def main() -> int:
         parser.error("--cuda-graph needs --device cuda")
     variants = [(False, False)] + [(True, False)] * args.compile + [(False, True)] * args.cuda_graph
     for compile_, graph in variants:
-        for batch, patch in SHAPES:
+        for batch, patch in shapes:
             mode = args.compile_mode
             found = measure(store, device, batch, patch, compile_, args.quick, mode, graph)
             row = {**common, **found}
             print(json.dumps(row), flush=True)
             rows.append(row)
     json_path = args.out.with_suffix(".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     kept, old_same_device = [], []
     if json_path.exists():
         old = json.loads(json_path.read_text())["rows"]
         kept = [r for r in old if r["device"] != device]
         old_same_device = [r for r in old if r["device"] == device]
-    kept += [r for r in old_same_device if (r["compile"] or False) not in
-             {(r2["compile"] or False) for r2 in rows}]  # fmt: skip
+
+    def key(r: dict) -> tuple:
+        return r["compile"] or False, r["batch"], r["patch"]
+
+    remeasured = {key(r) for r in rows}  # an old row stays unless this run measured its kind
+    kept += [r for r in old_same_device if key(r) not in remeasured]
     all_rows = sorted(kept + rows, key=lambda r: (r["device"], str(r["compile"]), r["batch"]))
     json_path.write_text(json.dumps({"rows": all_rows}, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(render(all_rows))
     print(render(all_rows))
+    if args.profile:
+        path = args.out.with_name("train_profile.json")
+        profiles = json.loads(path.read_text()) if path.exists() else {}
+        profiles[device] = profile_step(store, device, *shapes[-1])
+        path.write_text(json.dumps(profiles, indent=1) + "\n")
+        path.with_suffix(".md").write_text(render_profile(profiles))
+        print(render_profile(profiles))
     return 0
 
 

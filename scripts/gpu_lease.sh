@@ -4,6 +4,8 @@
 #
 #   bash scripts/gpu_lease.sh SECONDS
 #   BENCH_COMPILE=reduce-overhead bash scripts/gpu_lease.sh SECONDS   # + compiled speed rows
+#   PROFILE=1 bash scripts/gpu_lease.sh SECONDS      # + where the eager step's time goes
+#                                                    #   (benchmarks/train_profile.{json,md})
 #   CUDA_GRAPH=1 bash scripts/gpu_lease.sh SECONDS   # + rows of the step as one CUDA graph; the
 #                                                    # run then uses it where it measured faster
 #
@@ -35,7 +37,11 @@ PIL.__version__, 'numpy', numpy.__version__)"; } 2>&1 | tee "$log"
   --compile --compile-mode "$BENCH_COMPILE" 2>&1 | tee -a "$log"
 [ -n "${CUDA_GRAPH:-}" ] && timeout 150 "$python" benchmarks/train_speed.py --device "$device" \
   --cuda-graph 2>&1 | tee -a "$log"
+[ -n "${PROFILE:-}" ] && timeout 150 "$python" benchmarks/train_speed.py --device "$device" \
+  --shape 64x64 --profile 2>&1 | tee -a "$log"
 cp benchmarks/train_speed.json benchmarks/train_speed.md "$out/"
+# one file for the pair: a lease brings back at most 8 (here: `tar xf train_profile.tar`)
+[ -n "${PROFILE:-}" ] && tar cf "$out/train_profile.tar" benchmarks/train_profile.json benchmarks/train_profile.md
 # the CUDA-graph step trains the run only where it measured faster than the eager step
 train_flags=$("$python" - <<'PY'
 import json

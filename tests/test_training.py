@@ -19,6 +19,7 @@ from jpegsr import degrade, models
 from jpegsr.config import ConfigError, LossConfig, TrainConfig, from_dict, load_config
 from jpegsr.data import (
     DataError,
+    Triplet,
     TripletStore,
     build_triplets,
     list_images,
@@ -497,3 +498,28 @@ def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
     assert pack.fit_evenly(files, 1000) == files
     assert pack.fit_evenly(files, 599) == [files[0], files[2], files[4], files[6], files[8]]
     assert pack.fit_evenly(files, 99) == []
+
+
+def test_train_speed_profile_names_where_the_step_spends_its_time():
+    """benchmarks/train_speed.py --profile: the eager step's operators by self time, with
+    the convolutions (forward and backward) among them, rendered as a table."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ts", REPO / "benchmarks/train_speed.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    rng = np.random.default_rng(0)
+    triplets = []
+    for _ in range(2):
+        hr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        lr = hr[::4, ::4].copy()
+        triplets.append(Triplet(lr=lr, hr=hr, compressed={q: lr for q in ts.QUALITIES}))
+    prof = ts.profile_step(TripletStore(triplets, 4), "cpu", 2, 8)
+    names = [o["op"] for o in prof["ops"]]
+    assert "aten::convolution_backward" in names and 0 < len(names) <= 12
+    assert (
+        all(0 < o["share"] <= 1 for o in prof["ops"]) and sum(o["share"] for o in prof["ops"]) <= 1
+    )
+    assert prof["ops"] == sorted(prof["ops"], key=lambda o: -o["ms_per_iter"])
+    text = ts.render_profile({"cpu": prof})
+    assert "batch 2 x 8 px" in text and "| `aten::convolution_backward` |" in text
