@@ -110,6 +110,33 @@ def test_loss_on_known_offsets():
     assert set(terms) == {"sr"} and float(total) == 0.0
 
 
+def test_ssim_term_is_one_minus_the_benchmark_ssim_on_y_and_trains():
+    """loss.ssim: 1 - SSIM on Y with the benchmark's window and constants (so on uint8 images
+    it equals 1 - metrics.ssim), zero for identical images, differentiable, weighted."""
+    from jpegsr.losses import ssim_y_loss
+    from jpegsr.metrics import ssim
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
+
+    assert float(ssim_y_loss(t(b), t(a))) == pytest.approx(1 - ssim(b, a), abs=1e-5)
+    assert float(ssim_y_loss(t(a), t(a))) == pytest.approx(0.0, abs=1e-6)
+    sr = t(b).requires_grad_()
+    lr = degrade.imresize_torch(t(a), (10, 10))
+    total, terms = TwoStageLoss(LossConfig(recover=0.0, cycle=0.0, ssim=0.5))(None, sr, lr, t(a))
+    assert set(terms) == {"sr", "ssim"}
+    expected = float(terms["sr"]) + 0.5 * float(terms["ssim"])
+    assert float(total.detach()) == pytest.approx(expected, abs=1e-6)
+    total.backward()
+    assert sr.grad is not None and torch.isfinite(sr.grad).all() and sr.grad.abs().sum() > 0
+    _, plain = TwoStageLoss(LossConfig())(None, t(b), lr, t(a))
+    assert "ssim" not in plain  # off by default: the paper's recipe
+
+
 def test_learning_rate_schedules():
     cfg = from_dict(TrainConfig, {"name": "a", "model": "m", "iterations": 100,
                                   "optim": {"lr": 1e-3, "halve_every": 10}}).optim  # fmt: skip

@@ -73,6 +73,7 @@ class LossConfig:
     recover: float = 1.0
     sr: float = 1.0
     cycle: float = 1.0
+    ssim: float = 0.0  # weight of 1 - SSIM on Y between SR and HR (not the paper's; 0: off)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The paper's three L1 losses: Stage I recovery, Stage II SR, and the cycle loss.
+"""The paper's three L1 losses: Stage I recovery, Stage II SR, and the cycle loss; and, off
+unless ``loss.ssim`` is set, a fourth term of ours: 1 - SSIM on Y between SR and HR.
 
 The cycle loss downsamples the SR output with the same MATLAB-style bicubic used to make
 the training data (:func:`jpegsr.degrade.imresize_torch`), so a perfect SR image whose
@@ -13,6 +14,7 @@ from torch import nn
 
 from jpegsr.config import LossConfig
 from jpegsr.degrade import imresize_torch
+from jpegsr.metrics import ssim_map
 
 
 def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
@@ -20,8 +22,21 @@ def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(imresize_torch(sr, tuple(lr.shape[-2:])), lr.float())
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 studio-range Y (16..235) of [0, 1] RGB (N, 3, H, W), as :mod:`jpegsr.metrics`
+    measures it, kept differentiable (no rounding): (N, 1, H, W)."""
+    w = rgb.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    return 16.0 + (rgb * w).sum(1, keepdim=True)
+
+
+def ssim_y_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """1 - mean SSIM on Y (the benchmark's window and constants) between SR and HR."""
+    return 1 - ssim_map(luma(sr.float()), luma(hr.float())).mean()
+
+
 class TwoStageLoss(nn.Module):
-    """Weighted sum of the three L1 terms; returns the total and each (detached) term.
+    """Weighted sum of the three L1 terms (and the SSIM term where its weight is set); returns
+    the total and each (detached) term.
 
     ``recovered`` may be None (single-stage models): the recovery term is then skipped.
     """
@@ -43,7 +58,9 @@ class TwoStageLoss(nn.Module):
             terms["recover"] = F.l1_loss(recovered.float(), lr.float())
         if w.cycle:
             terms["cycle"] = cycle_loss(sr, lr)
-        weight = {"sr": w.sr, "recover": w.recover, "cycle": w.cycle}
+        if w.ssim:
+            terms["ssim"] = ssim_y_loss(sr, hr)
+        weight = {"sr": w.sr, "recover": w.recover, "cycle": w.cycle, "ssim": w.ssim}
         total = sum(weight[k] * v for k, v in terms.items())
         # detached tensors, not floats: reading a value would make a GPU wait every step
         return total, {k: v.detach() for k, v in terms.items()}

@@ -43,6 +43,11 @@ from jpegsr.weights_io import load_model, save_weights
 LOG_FIELDS = ["iteration", "loss", "sr", "recover", "cycle", "lr", "sec_per_iter"]
 
 
+def log_fields(config: TrainConfig) -> list[str]:
+    """The training log's columns: the SSIM term's only where it is on (older logs resume)."""
+    return LOG_FIELDS + ["ssim"] * bool(config.loss.ssim)
+
+
 def learning_rate(cfg: OptimConfig, iteration: int, total: int) -> float:
     """The learning rate at ``iteration``: warmup, then step halving or cosine."""
     if cfg.warmup and iteration < cfg.warmup:
@@ -272,7 +277,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             row.update({k: f"{float(v):.6f}" for k, v in out.terms.items()})
             row["sec_per_iter"] = f"{(now - t_last) / (done - it_last):.4f}"
             t_last, it_last = now, done
-            append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
+            append_row(run.dir / "train_log.csv", log_fields(config), row)
             board.scalars(done, {k: float(v) for k, v in row.items() if k != "iteration"})
             bar.set_postfix(loss=row["loss"])
         if main_rank and val_set and _due(done, config.val_every, config):
