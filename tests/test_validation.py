@@ -83,11 +83,21 @@ def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
     saved = json.loads((out / "m0.json").read_text())
     assert len(saved["scores"]) == 12 and set(saved["scores"]["SunHays80/00.png"]) == {
         "10", "20", "30", "50"}  # fmt: skip
+    assert set(saved["ssim_scores"]) == set(saved["scores"])
+    assert all(0 < v <= 1 for row in saved["ssim_scores"].values() for v in row.values())
     record = json.loads((out / "m0_vs_m1.json").read_text())
     assert record["gains"][0]["n"] == 12 and isinstance(record["ship"], bool)
+    assert [g["quality"] for g in record["ssim_gains"]] == [10, 20, 30, 50]
+    assert "Y-SSIM, the same images:" in printed
     # cached: a second run reads the scores back instead of measuring again
     stamp = (out / "m0.json").stat().st_mtime_ns
     assert main(args) == 0 and (out / "m0.json").stat().st_mtime_ns == stamp
+    # a file from before SSIM was measured is measured again, to the same PSNR
+    old = {k: v for k, v in saved.items() if k != "ssim_scores"}
+    (out / "m0.json").write_text(json.dumps(old))
+    assert main(args) == 0
+    again = json.loads((out / "m0.json").read_text())
+    assert again["scores"] == saved["scores"] and again["ssim_scores"] == saved["ssim_scores"]
     # a missing data root is one line on stderr, not a traceback
     assert main(["validate", str(weights[0]), "--data-root", str(tmp_path / "nope")]) != 0
     err = capsys.readouterr().err

@@ -1,11 +1,12 @@
-"""Choosing between models: per-image Y-PSNR on validation images and paired gains.
+"""Choosing between models: per-image Y-PSNR (and SSIM) on validation images and paired gains.
 
 The validation images are Sun-Hays 80 (``validation/SunHays80`` of the data root: for choosing
 only, never for training) and the 10 training images every config holds out; never the
 benchmark sets. A candidate is compared with a reference image by image, so the scene-to-
 scene spread cancels: the mean of the per-image differences and its standard error say
 whether a gain is real. The shipping rule (issue #12): the gain at q=20 exceeds twice its
-standard error and no quality drops by more than 0.02 dB.
+standard error and no quality drops by more than 0.02 dB. SSIM on Y is measured beside it and
+its paired gains reported (issue #12's SSIM targets), but the rule is PSNR's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ SHIP_MAX_DROP_DB = 0.02  # ... and no quality may drop by more than this
 TRAIN_DIRS = ("train/BSD200", "train/T91")
 HELD_OUT = 10  # the training images every config holds out (data.val_count)
 
-Scores = dict[str, dict[str, float]]  # image name -> str(quality) -> Y-PSNR
+Scores = dict[str, dict[str, float]]  # image name -> str(quality) -> Y-PSNR (or Y-SSIM)
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    psnr: Scores
+    ssim: Scores
 
 
 def validation_images(data_root: Path, images: Path | None = None) -> list[Path]:
@@ -51,17 +58,19 @@ def score(
     paths: Sequence[Path],
     qualities: Sequence[int] = QUALITIES,
     on_image: Callable[[int], None] | None = None,
-) -> Scores:
-    """Y-PSNR (x4, border 4, fp32 inference) of ``loaded`` on every image at every quality."""
-    out: Scores = {}
+) -> ModelScores:
+    """Y-PSNR and Y-SSIM (x4, border 4, fp32 inference) of ``loaded`` on every image at every
+    quality."""
+    out = ModelScores({}, {})
     for i, path in enumerate(paths):
         hr = read_rgb(path)
-        row = {}
+        psnr, ssim = {}, {}
         for q in qualities:
             lq, _, hr_crop = degrade(hr, 4, q)
             sr = upscale_array(loaded, lq, precision="fp32")
-            row[str(q)] = float(metrics.psnr(sr, hr_crop, border=4))
-        out[image_key(path)] = row
+            psnr[str(q)] = float(metrics.psnr(sr, hr_crop, border=4))
+            ssim[str(q)] = float(metrics.ssim(sr, hr_crop, border=4))
+        out.psnr[image_key(path)], out.ssim[image_key(path)] = psnr, ssim
         if on_image:
             on_image(i)
     return out
@@ -82,7 +91,8 @@ class PairedGain:
 def paired_gains(
     candidate: Scores, reference: Scores, qualities: Sequence[int]
 ) -> list[PairedGain]:
-    """Per-quality mean and standard error of the per-image PSNR difference."""
+    """Per-quality mean and standard error of the per-image difference (PSNR in dB; the same
+    for SSIM scores, in SSIM units)."""
     images = sorted(set(candidate) & set(reference))
     if len(images) < 2:
         raise ValueError("need at least two images scored by both models")
@@ -130,9 +140,10 @@ def scores_for(
     out_dir: Path,
     progress: bool = True,
     images: Path | None = None,
-) -> Scores:
+) -> ModelScores:
     """The model's per-image scores: from ``out_dir/<label>.json`` when it holds these very
-    weights and images, else measured (minutes on a CPU) and written there."""
+    weights and images (and SSIM: older files hold PSNR only), else measured (minutes on a
+    CPU) and written there."""
     import json
     import sys
 
@@ -148,8 +159,9 @@ def scores_for(
         saved = json.loads(cache.read_text())
         # scores made before the mirrored border (BORDER) came in record none: 0
         same_code = saved.get("inference_border", 0) == BORDER
-        if saved.get("weights_sha256") == sha and list(saved["scores"]) == keys and same_code:
-            return saved["scores"]
+        same = saved.get("weights_sha256") == sha and list(saved["scores"]) == keys
+        if same and same_code and "ssim_scores" in saved:
+            return ModelScores(saved["scores"], saved["ssim_scores"])
     loaded = load_model(path)
 
     def tick(i: int) -> None:
@@ -164,7 +176,8 @@ def scores_for(
         "weights": str(name_or_path),
         "weights_sha256": sha,
         "inference_border": BORDER,
-        "scores": scores,
+        "scores": scores.psnr,
+        "ssim_scores": scores.ssim,
     }
     tmp = cache.with_name(cache.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -172,13 +185,19 @@ def scores_for(
     return scores
 
 
-def comparison_table(label: str, reference: str, gains: Sequence[PairedGain]) -> str:
+def comparison_table(
+    label: str, reference: str, gains: Sequence[PairedGain], ssim: Sequence[PairedGain] = ()
+) -> str:
     lines = [
         f"{label} against {reference} on {gains[0].n} validation images (Y-PSNR, x4):",
         "| JPEG q | gain dB | standard error dB | gain / SE |",
         "|---|---|---|---|",
     ]
     lines += [f"| {g.quality} | {g.mean_db:+.4f} | {g.se_db:.4f} | {g.z:+.1f} |" for g in gains]
+    if ssim:
+        lines += ["Y-SSIM, the same images:", "| JPEG q | gain | standard error | gain / SE |",
+                  "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {g.quality} | {g.mean_db:+.5f} | {g.se_db:.5f} | {g.z:+.1f} |" for g in ssim]
     ok, why = ship_verdict(gains)
     lines.append(f"ship rule: {'PASS' if ok else 'fail'}: {why}")
     return "\n".join(lines)
@@ -199,12 +218,15 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
         reference = scores_for(args.against, ref_label, args.data_root, out,
                                not args.no_progress, args.images)  # fmt: skip
         for label, scores in results.items():
-            gains = paired_gains(scores, reference, QUALITIES)
+            gains = paired_gains(scores.psnr, reference.psnr, QUALITIES)
+            ssim = paired_gains(scores.ssim, reference.ssim, QUALITIES)
             ok, why = ship_verdict(gains)
-            print(comparison_table(label, ref_label, gains))
+            print(comparison_table(label, ref_label, gains, ssim))
             record = {
                 "candidate": label, "reference": ref_label, "ship": ok, "why": why,
                 "gains": [g.__dict__ for g in gains],
+                # SSIM units, under the same field names as the dB gains
+                "ssim_gains": [g.__dict__ for g in ssim],
                 "command": "jpegsr validate " + " ".join(args.weights)
                 + f" --against {args.against}",
             }  # fmt: skip
@@ -213,6 +235,6 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
             (out / f"{label}_vs_{ref_label}.json").write_text(json.dumps(record, indent=1))
     else:
         for label, scores in results.items():
-            means = {q: np.mean([s[str(q)] for s in scores.values()]) for q in QUALITIES}
+            means = {q: np.mean([s[str(q)] for s in scores.psnr.values()]) for q in QUALITIES}
             print(label, " ".join(f"q{q}: {v:.3f}" for q, v in means.items()))
     return 0
