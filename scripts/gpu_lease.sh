@@ -43,11 +43,12 @@ cp benchmarks/train_speed.json benchmarks/train_speed.md "$out/"
 # one file for the pair: a lease brings back at most 8 (here: `tar xf train_profile.tar`)
 [ -n "${PROFILE:-}" ] && tar cf "$out/train_profile.tar" benchmarks/train_profile.json benchmarks/train_profile.md
 # the CUDA-graph step trains the run only where it measured faster than the eager step
-train_flags=$("$python" - <<'PY'
-import json
+train_flags=$("$python" - "$device" <<'PY'
+import json, sys
 rows = json.load(open("benchmarks/train_speed.json"))["rows"]
 ms = {r["compile"]: r["ms_per_iter"] for r in rows if r["device"] == "cuda" and r["batch"] == 64}
-print("--cuda-graph" if "cuda-graph" in ms and ms["cuda-graph"] < ms.get(False, 1e9) else "")
+faster = "cuda-graph" in ms and ms["cuda-graph"] < ms.get(False, 1e9)
+print("--cuda-graph" if sys.argv[1] == "cuda" and faster else "")
 PY
 )
 echo "training flags: ${train_flags:-none}" | tee -a "$log"

@@ -6,8 +6,8 @@
 # A GPU lease is short and fixed, so the iteration count is not known ahead: this first runs
 # every config together for a few iterations (runs/gpu_calib/) to measure seconds per
 # iteration under the same sharing, then trains each with --iterations set so all end inside
-# SECONDS (the cosine schedule then completes). Runs go to runs/gpu/<name>/; no GPU is ever
-# needed to use the resulting weights.
+# SECONDS (the cosine schedule then completes; MAX_ITERS=N caps the count). Runs go to
+# runs/gpu/<name>/; no GPU is ever needed to use the resulting weights.
 set -euo pipefail
 budget=$1
 shift
@@ -42,6 +42,8 @@ PY
 elapsed=$(( $(date +%s) - start ))
 # keep 45 s for data caching, validation and export
 iters=$("$python" -c "print(max(100, int(($budget - $elapsed - 45) / $spi) // 100 * 100))")
+# MAX_ITERS caps the count (e.g. to match a control run's schedule exactly)
+[ -n "${MAX_ITERS:-}" ] && [ "$iters" -gt "$MAX_ITERS" ] && iters=$MAX_ITERS
 echo "calibration: ${spi} s/iter with $# runs sharing the GPU; ${elapsed} s used; training ${iters} iterations each"
 
 pids=()
