@@ -84,7 +84,7 @@ def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
     assert len(saved["scores"]) == 12 and set(saved["scores"]["SunHays80/00.png"]) == {
         "10", "20", "30", "50"}  # fmt: skip
     assert set(saved["ssim_scores"]) == set(saved["scores"])
-    assert all(0 < v <= 1 for row in saved["ssim_scores"].values() for v in row.values())
+    assert all(-1 <= v <= 1 for row in saved["ssim_scores"].values() for v in row.values())
     record = json.loads((out / "m0_vs_m1.json").read_text())
     assert record["gains"][0]["n"] == 12 and isinstance(record["ship"], bool)
     assert [g["quality"] for g in record["ssim_gains"]] == [10, 20, 30, 50]
