@@ -98,17 +98,16 @@ def machine(device: str) -> str:
     return f"{cpu_model()} ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def measure(
-    store: TripletStore,
+def recipe(
     device: str,
     batch: int,
     patch: int,
-    compile_: bool,
-    fast: bool,
+    compile_: bool = False,
     mode: str = "default",
     graph: bool = False,
-) -> dict:
-    config = from_dict(
+) -> TrainConfig:
+    """The shipped recipe's training config at one batch shape, as the benchmark runs it."""
+    return from_dict(
         TrainConfig,
         {
             "name": "speed",
@@ -123,6 +122,19 @@ def measure(
             "optim": {"ema_decay": 0.999},
         },
     )
+
+
+def measure(
+    store: TripletStore,
+    device: str,
+    batch: int,
+    patch: int,
+    compile_: bool,
+    fast: bool,
+    mode: str = "default",
+    graph: bool = False,
+) -> dict:
+    config = recipe(device, batch, patch, compile_, mode, graph)
     torch.manual_seed(0)
     step = TrainStep(models.build("two_stage_slwsr32", 4), config)
     counter = iter(range(10**9))
@@ -163,14 +175,8 @@ def measure(
 def profile_step(store: TripletStore, device: str, batch: int, patch: int) -> dict:
     """The eager step's operators by self time on ``device`` (a CUDA graph's replay would show
     as one opaque call, so the step is profiled unfused), top 12 with their shares."""
-    config = from_dict(
-        TrainConfig,
-        {"name": "profile", "model": "two_stage_slwsr32", "iterations": 1, "batch_size": batch,
-         "device": device, "data": {"lr_patch": patch, "qualities": QUALITIES},
-         "optim": {"ema_decay": 0.999}},
-    )  # fmt: skip
     torch.manual_seed(0)
-    step = TrainStep(models.build("two_stage_slwsr32", 4), config)
+    step = TrainStep(models.build("two_stage_slwsr32", 4), recipe(device, batch, patch))
     for it in range(5):
         step(store.batch(batch, patch, seed=0, iteration=it), 1e-4, it)
     sync(device)

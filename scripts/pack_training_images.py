@@ -71,10 +71,10 @@ def pack_fitted(folders: list[Path], extras: list[Path], out: Path) -> list[Path
     staged = out / ".staging"
     for folder in folders:
         pack(folder, staged / folder.name)
-    webp = {staged / p.parent.name / f"{p.stem}.webp": p for p in train}
+    candidates = [staged / p.parent.name / f"{p.stem}.webp" for p in train]
     budget = (TRAVEL_LIMIT_MIB * 2**20 - (tracked_bytes() or 0) - 2**19  # 0.5 MiB spare
               - sum(p.stat().st_size for p in packed))  # fmt: skip
-    kept = fit_evenly(list(webp), budget)
+    kept = fit_evenly(candidates, budget)
     for path in kept:
         dst = out / path.parent.name / path.name
         dst.parent.mkdir(parents=True, exist_ok=True)

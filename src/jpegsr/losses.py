@@ -14,19 +14,12 @@ from torch import nn
 
 from jpegsr.config import LossConfig
 from jpegsr.degrade import imresize_torch
-from jpegsr.metrics import ssim_map
+from jpegsr.metrics import luma, ssim_map
 
 
 def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
     """L1 between bicubic_down(SR) and the clean LR."""
     return F.l1_loss(imresize_torch(sr, tuple(lr.shape[-2:])), lr.float())
-
-
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 studio-range Y (16..235) of [0, 1] RGB (N, 3, H, W), as :mod:`jpegsr.metrics`
-    measures it, kept differentiable (no rounding): (N, 1, H, W)."""
-    w = rgb.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
-    return 16.0 + (rgb * w).sum(1, keepdim=True)
 
 
 def ssim_y_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

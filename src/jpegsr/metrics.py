@@ -23,6 +23,13 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """:func:`rgb_to_y` for [0, 1] RGB tensors (N, 3, H, W), kept differentiable (no rounding):
+    (N, 1, H, W) in 16..235 (the training loss's SSIM term measures on it)."""
+    w = rgb.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    return 16.0 + (rgb * w).sum(1, keepdim=True)
+
+
 def _prepare(output: np.ndarray, reference: np.ndarray, border: int, y_channel: bool):
     if output.shape != reference.shape:
         raise ValueError(f"shape mismatch: output {output.shape} vs reference {reference.shape}")
