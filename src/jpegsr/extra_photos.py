@@ -3,7 +3,9 @@
 ``data/extra_photos.yaml`` names each photo: the package and version it ships in, its path
 there, its SHA-256, its licence and copyright holder (from the package's debian/copyright),
 and its split ("train": trained on whole; "holdout": never trained on, a validation check on
-photos of the same kind). :func:`fetch` downloads the packages (``apt-get download``),
+photos of the same kind). :func:`fetch` downloads the packages (``apt-get download`` from the
+machine's Debian suites, or a pinned ``.deb`` from a Debian mirror where the entry names a
+``deb_url``, for packages of a newer Debian release),
 unpacks them (``dpkg -x``) and :func:`prepare` writes each photo, downscaled, to
 ``<out>/<split>/<id>.png``. The downscale (MATLAB-style bicubic with antialiasing, by an
 integer factor of at least 2) removes the photos' own JPEG block traces, which the network
@@ -16,6 +18,7 @@ import hashlib
 import math
 import shutil
 import subprocess
+import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal, get_args
@@ -44,6 +47,10 @@ class Photo:
     licence: str
     copyright: str
     sha256: str
+    deb_url: str = ""  # where the .deb is, when apt-get's suites do not carry this version
+
+
+OPTIONAL_KEYS = frozenset({"deb_url"})
 
 
 def load_manifest(path: Path = MANIFEST) -> list[Photo]:
@@ -58,12 +65,16 @@ def load_manifest(path: Path = MANIFEST) -> list[Photo]:
     photos: list[Photo] = []
     for i, entry in enumerate(entries):
         where = f"{path}: photo {i + 1} ({entry.get('id', '?')})"
-        if set(entry) != names:
-            odd = sorted(set(entry) ^ names)
+        if not names - OPTIONAL_KEYS <= set(entry) <= names:
+            odd = sorted((set(entry) ^ names) - (OPTIONAL_KEYS - set(entry)))
             raise DataError(f"{where}: missing or unknown keys {odd}")
         photo = Photo(**entry)
         if photo.licence not in ALLOWED_LICENCES:
             raise DataError(f"{where}: licence {photo.licence!r} is not one that permits use")
+        if photo.deb_url and not (
+            photo.deb_url.startswith(("http://", "https://")) and photo.deb_url.endswith(".deb")
+        ):
+            raise DataError(f"{where}: deb_url must be an http(s) URL of a .deb")
         if photo.split not in get_args(Split):
             raise DataError(f"{where}: split must be one of {get_args(Split)}")
         photos.append(photo)
@@ -107,20 +118,39 @@ def fetch(photos: list[Photo], workdir: Path) -> Path:
     """Download and unpack every package the photos come from; returns the unpacked root."""
     workdir.mkdir(parents=True, exist_ok=True)
     unpacked = workdir / "unpacked"
-    for package, version in sorted({(p.package, p.version) for p in photos}):
+    for package, version, url in sorted({(p.package, p.version, p.deb_url) for p in photos}):
         target = unpacked / package
         if target.is_dir():
             continue
         debs = workdir / "debs"
         debs.mkdir(exist_ok=True)
-        _run(["apt-get", "download", f"{package}={version}"], cwd=debs)
-        deb = next(debs.glob(f"{package}_*.deb"))
+        if url:
+            deb = _download(url, debs)
+        else:
+            _run(["apt-get", "download", f"{package}={version}"], cwd=debs)
+            deb = next(debs.glob(f"{package}_*.deb"))
         tmp = unpacked / (package + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         _run(["dpkg", "-x", str(deb), str(tmp)])
         tmp.replace(target)
     return unpacked
+
+
+def _download(url: str, folder: Path) -> Path:
+    """Download ``url`` into ``folder`` (atomically); a DataError names the URL on failure."""
+    dst = folder / url.rsplit("/", 1)[-1]
+    if dst.is_file():
+        return dst
+    tmp = dst.with_name(dst.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, tmp.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"download of {url} failed: {exc}") from None
+    tmp.replace(dst)
+    return dst
 
 
 def _run(command: list[str], cwd: Path | None = None) -> None:
