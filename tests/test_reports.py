@@ -90,3 +90,37 @@ def test_table1_lists_each_trained_rows_budget_device_and_wall_time():
     assert "| RCAN | 20,000 | 16 x 48 px | cuda | NVIDIA H200 | 90 min |" in lines
     assert "| DBPN | not recorded | | | | |" in lines
     assert not any(line.startswith(("| RCAN(M)", "| s-LWSR32", "| bicubic")) for line in lines)
+
+
+def test_no_shipped_run_is_listed_among_the_runs_not_shipped():
+    """quality.md sums a shipped run's hours once, in the training sum, not again below it."""
+    from jpegsr.reports import quality
+    from jpegsr.reports.common import training_stages
+    from jpegsr.weights_io import shipped_models
+
+    shipped = {st["run"] for n in shipped_models() for st in training_stages(n)}
+    assert "lever_extra_photos_cpu" in shipped
+    listed = "\n".join(quality.experiments_section(set()))
+    assert "[`lever_extra_photos_cpu`]" in listed  # its record is there to be left out
+    kept = "\n".join(quality.experiments_section(shipped))
+    assert all(f"[`{run}`]" not in kept for run in shipped)
+    assert "[`lever_ssim_cpu`]" in kept  # measured, not shipped
+
+
+def test_readme_table_follows_the_quality_report_not_a_stale_file(in_repo, monkeypatch):
+    """`report all` is right in one pass: the README's table is built from what the quality
+    report builds now, even while results/quality.json on disk is out of date."""
+    from jpegsr.reports import quality, readme
+    from jpegsr.reports.common import RESULTS
+
+    fresh = quality.build()[RESULTS / "quality.json"]
+    real_read = Path.read_text
+
+    def stale_quality_json(path, *args, **kwargs):
+        if path.resolve() == (REPO / "results" / "quality.json").resolve():
+            return fresh.replace("blind", "stale")  # what an old file would name
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", stale_quality_json)
+    text = readme.build()[readme.README]
+    assert "stale" not in text and "jpegsr (`blind" in text

@@ -68,7 +68,7 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
     assert np.abs(whole - tiled).max() <= tolerance
 
 
-@pytest.mark.parametrize("name", ["blind", "blind_long", "blind_photos"])
+@pytest.mark.parametrize("name", ["blind", "blind_long", "blind_photos", "blind_photos2"])
 def test_blind_models_are_shipped_with_a_card(name):
     loaded = jpegsr.load_model(name)
     assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
@@ -94,6 +94,16 @@ def test_photo_trained_model_records_its_extra_photos_and_whole_lineage():
     assert meta["init2_device"] == "cuda" and int(meta["init2_iterations"]) > 0
     card = Path(loaded.source).with_suffix(".md").read_text()
     assert "data/extra_photos.yaml" in card and "Before that" in card
+
+
+def test_second_photo_model_is_fine_tuned_from_the_first_with_more_photos():
+    """blind_photos2: blind_photos trained further with the budgie-backgrounds photos."""
+    loaded = jpegsr.load_model("blind_photos2")
+    meta = loaded.metadata
+    assert meta["run"] == "lever_budgie_cpu" and meta["extra_train_dirs"] == ".extra_photos/train"
+    assert "init_run" not in meta  # its init is shipped: blind_photos' card holds that cost
+    card = Path(loaded.source).with_suffix(".md").read_text()
+    assert "Fine-tuned from**: `blind_photos`" in card and "budgie-backgrounds" in card
 
 
 def test_auto_selection_table_names_shipped_models():

@@ -42,13 +42,15 @@ def readme_table(table: dict[str, dict]) -> list[str]:
     return lines
 
 
-def experiments_section() -> list[str]:
+def experiments_section(shipped_runs: set[str]) -> list[str]:
     """The compute spent on training runs of upscalers that were measured but not shipped
-    (a denoiser's run is on its own card)."""
+    (a shipped run's is in the training sum above; a denoiser's run is on its own card)."""
     rows = []
     for path in sorted((RESULTS / "experiments").glob("*/model_metadata.json")):
         m = json.loads(path.read_text())
         if models.task_of(m.get("jpegsr_arch", "")) == "denoise":
+            continue
+        if m.get("run", path.parent.name) in shipped_runs:
             continue
         rows.append(
             f"| [`{path.parent.name}`](experiments/{path.parent.name}/) | "
@@ -171,7 +173,7 @@ def build() -> dict[Path, str]:
     lines += ["", "How many hours of this CPU each target would take if the gain per doubling of "
               "training measured so far held: [`compute_curve.md`](compute_curve.md) "
               "(`jpegsr report curve`).", ""]  # fmt: skip
-    lines += experiments_section()
+    lines += experiments_section({st["run"] for st in stages})
     out = {
         "qualities": table,
         "training_hours": hours,
