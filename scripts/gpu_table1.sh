@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Table 1 at 20,000 iterations (issue #19) on a lent GPU, as one command (repo root on the
-# device machine, .gpu_data/ carried: see scripts/pack_training_images.py):
+# device machine, .gpu_train/ carried: the training split packed by
+# `python scripts/pack_training_images.py ../shared/datasets/train/BSD200
+# ../shared/datasets/train/T91 --fit -o .gpu_train`, which fits beside the tracked files
+# under the 64 MiB cap where the whole .gpu_data/ no longer does):
 #
 #   bash scripts/gpu_table1.sh SECONDS [ROW ...]
 #

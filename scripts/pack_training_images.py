@@ -81,7 +81,8 @@ def pack_fitted(folders: list[Path], extras: list[Path], out: Path) -> list[Path
         path.replace(dst)
         packed.append(dst)
     shutil.rmtree(staged)
-    print(f"training split: {len(kept)} of {len(train)} images fit beside the extras")
+    beside = " beside the extras" if extras else ""
+    print(f"training split: {len(kept)} of {len(train)} images fit{beside}")
     return packed
 
 

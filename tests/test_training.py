@@ -514,6 +514,25 @@ def test_pack_with_extra_photos_drops_the_held_out_images_and_fits_the_cap(tmp_p
     assert not (out / ".staging").exists()
 
 
+def test_fit_without_extras_packs_the_training_split_that_table1_20k_trains_on(tmp_path):
+    """--fit alone (Table 1's .gpu_train): the training split only; with val_count 0 a config
+    on the pack trains on exactly the images a val_count 10 config on the sources does."""
+    from jpegsr.config import load_config
+
+    a, b = _images(tmp_path / "A", n=12, size=40), _images(tmp_path / "B", n=8, size=36)
+    out = tmp_path / "packed"
+    command = [sys.executable, "scripts/pack_training_images.py", str(a), str(b), "--fit"]
+    run = subprocess.run([*command, "-o", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "training split: 10 of 10 images fit\n" in run.stdout
+    train, _ = split_train_val(list_images(a) + list_images(b), 10)
+    packed, none_held = split_train_val(list_images(out / "A") + list_images(out / "B"), 0)
+    assert none_held == [] and [p.stem for p in packed] == [p.stem for p in train]
+    for row in sorted((REPO / "configs" / "table1_20k").glob("*.yaml")):
+        data = load_config(row).data
+        assert data.val_count == 0 and all(d.startswith(".gpu_train/") for d in data.train_dirs)
+
+
 def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
     import importlib.util
 
