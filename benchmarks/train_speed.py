@@ -77,7 +77,8 @@ def matmul_tflops(device: str) -> float:
 def training_triplets(n_images: int) -> list[Triplet]:
     """Up to ``n_images`` real training images (packed copies first: what a lease carries),
     else synthetic ones."""
-    packed = [(f"{pack}/BSD200", f"{pack}/T91") for pack in (".gpu_data", ".gpu_photos")]
+    packs = (".gpu_train", ".gpu_data", ".gpu_photos")
+    packed = [(f"{pack}/BSD200", f"{pack}/T91") for pack in packs]
     for dirs in (*packed, TRAIN_DIRS):
         if all(Path(d).is_dir() for d in dirs):
             paths = [p for d in dirs for p in list_images(d)]

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Everything one lent-GPU lease does, prepared as one command (run from the repo root on the
-# device machine, with .gpu_data/ carried: see scripts/pack_training_images.py):
+# device machine, with .gpu_train/ carried: the training split, packed by
+# `python scripts/pack_training_images.py ../shared/datasets/train/BSD200
+# ../shared/datasets/train/T91 --fit -o .gpu_train`; or .gpu_photos/ with CONFIG naming a
+# configs/gpu/continuing_photos*.yaml):
 #
 #   bash scripts/gpu_lease.sh SECONDS
 #   BENCH_COMPILE=reduce-overhead bash scripts/gpu_lease.sh SECONDS   # + compiled speed rows
