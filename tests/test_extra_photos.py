@@ -1,7 +1,12 @@
 """The extra training photos: the committed manifest, licence checks, checked downscaling."""
 
+import functools
 import hashlib
+import http.server
 import io
+import shutil
+import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ from jpegsr.data import DataError, read_rgb
 from jpegsr.extra_photos import (
     ALLOWED_LICENCES,
     Photo,
+    fetch,
     load_manifest,
     prepare,
     shrink_factor,
@@ -110,14 +116,6 @@ def test_prepare_checks_the_hash_and_writes_a_downscaled_png(tmp_path):
 
 def test_fetch_downloads_a_pinned_deb_over_http_and_unpacks_it(tmp_path):
     """A real .deb (dpkg-deb --build) served on 127.0.0.1: fetch downloads and unpacks it."""
-    import functools
-    import http.server
-    import shutil
-    import subprocess
-    import threading
-
-    from jpegsr.extra_photos import fetch
-
     if shutil.which("dpkg-deb") is None:
         pytest.skip("needs dpkg-deb")
     root = tmp_path / "build" / "pkg"

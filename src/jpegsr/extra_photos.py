@@ -65,8 +65,8 @@ def load_manifest(path: Path = MANIFEST) -> list[Photo]:
     photos: list[Photo] = []
     for i, entry in enumerate(entries):
         where = f"{path}: photo {i + 1} ({entry.get('id', '?')})"
-        if not names - OPTIONAL_KEYS <= set(entry) <= names:
-            odd = sorted((set(entry) ^ names) - (OPTIONAL_KEYS - set(entry)))
+        odd = sorted((names - OPTIONAL_KEYS - set(entry)) | (set(entry) - names))
+        if odd:
             raise DataError(f"{where}: missing or unknown keys {odd}")
         photo = Photo(**entry)
         if photo.licence not in ALLOWED_LICENCES:
