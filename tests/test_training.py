@@ -394,21 +394,27 @@ def test_gpu_driver_fits_iterations_to_the_budget(tmp_path):
 
 
 def test_gpu_table1_script_trains_whole_rows_and_packs_them(tmp_path):
-    """scripts/gpu_table1.sh on tiny CPU configs: calibrates, trains every row that fits whole,
-    packs weights and logs in parts that scripts/table1.sh --unpack puts back."""
+    """scripts/gpu_table1.sh on tiny CPU configs: trains the rows one after another, packs
+    weights and logs in parts that scripts/table1.sh --unpack puts back; a row projected to
+    end past the lease is stopped early and the next row still trained."""
     configs = tmp_path / "configs"
     configs.mkdir()
-    for name in ("row_a", "row_b"):
-        src = _tiny_config(tmp_path, name, iterations=6, val_every=1000, log_every=2,
-                           out_dir="runs/table1_20k")  # fmt: skip
+    for name, iterations in (("row_a", 6), ("row_long", 10**6), ("row_b", 6)):
+        src = _tiny_config(tmp_path, name, iterations=iterations, val_every=10**7,
+                           checkpoint_every=10**7, log_every=2, out_dir="runs/table1_20k")  # fmt: skip
         src.rename(configs / f"{name}.yaml")
-    env = dict(os.environ, PYTHON=sys.executable, CALIB_ITERS="4", OMP_NUM_THREADS="1",
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1",
                TABLE1_CONFIGS=str(configs), OUT=str(tmp_path / "out"))  # fmt: skip
     env["PYTHONPATH"] = str(REPO / "src")
-    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_table1.sh"), "300"], cwd=tmp_path,
+    script = str(REPO / "scripts" / "gpu_table1.sh")
+    t0 = time.monotonic()
+    run = subprocess.run(["bash", script, "400", "row_a", "row_long", "row_b"], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:] + run.stdout[-2000:]
-    assert "training 2" in run.stdout
+    assert "row_long: " in run.stdout and "past the lease: stopped" in run.stdout
+    assert "finished: row_a row_b;" in run.stdout
+    assert time.monotonic() - t0 < 300  # the long row was stopped, not waited for
+    assert not (tmp_path / "runs/table1_20k/row_long/model.safetensors").exists()
     parts = sorted((tmp_path / "out").glob("table1_20k.tar.gz.part-*"))
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
     back = tmp_path / "back"
@@ -418,15 +424,17 @@ def test_gpu_table1_script_trains_whole_rows_and_packs_them(tmp_path):
         cwd=back, capture_output=True, text=True,
     )  # fmt: skip
     assert unpack.returncode == 0, unpack.stderr
+    assert sorted(p.name for p in (back / "runs/table1_20k").iterdir()) == ["row_a", "row_b"]
     for name in ("row_a", "row_b"):
         loaded = load_model(back / "runs/table1_20k" / name / "model.safetensors")
         assert loaded.metadata["iterations"] == "6"
         assert (back / "runs/table1_20k" / name / "train_log.csv").exists()
-    # too little time for even one row: a clear message and a failure, nothing packed
-    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_table1.sh"), "41"], cwd=tmp_path,
+    # too little time for any row: a clear message and a failure, nothing packed
+    run = subprocess.run(["bash", script, "41", "row_a"], cwd=tmp_path,
                          env=dict(env, OUT=str(tmp_path / "out2")), capture_output=True,
                          text=True, timeout=600)  # fmt: skip
-    assert run.returncode == 1 and "not even one row fits" in run.stdout
+    assert run.returncode == 1 and "no row finished in this lease" in run.stdout
+    assert not list((tmp_path / "out2").glob("table1_20k.tar.gz*"))
 
 
 def test_gpu_lease_script_brings_back_weights_and_logs(tmp_path):
