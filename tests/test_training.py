@@ -401,7 +401,8 @@ def test_gpu_table1_script_trains_whole_rows_and_packs_them(tmp_path):
     configs.mkdir()
     for name, iterations in (("row_a", 6), ("row_long", 10**6), ("row_b", 6)):
         src = _tiny_config(tmp_path, name, iterations=iterations, val_every=10**7,
-                           checkpoint_every=10**7, log_every=2, out_dir="runs/table1_20k")  # fmt: skip
+                           checkpoint_every=10**7, log_every=2,
+                           out_dir="runs/table1_20k")  # fmt: skip
         src.rename(configs / f"{name}.yaml")
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1",
                TABLE1_CONFIGS=str(configs), OUT=str(tmp_path / "out"))  # fmt: skip
