@@ -10,9 +10,9 @@
 # ROWs default to every row of configs/table1_20k/ whose results/table1_20k/ROW.json is not
 # committed yet, the rows the paper's claims turn on first. 1. records the card; 2. trains
 # the rows one after another, each alone on the device: the lease of 2026-11-27 measured
-# that rows sharing an H200 are time-sliced (three side by side ran at 18.8 ms an iteration
-# each, one alone at 6.0 ms), so sharing gains nothing and leaves every row unfinished when
-# time runs short. A row is trained whole or not at all (every row gets the same budget):
+# that rows sharing an H200 are time-sliced (results/table1_20k/leases/: three side by side
+# each ran about three times slower an iteration than one alone), so sharing gains nothing
+# and leaves every row unfinished when time runs short. A row is trained whole or not at all (every row gets the same budget):
 # once PROBE_ROWS rows of its log are written its finish is projected from its measured
 # seconds per iteration, and a row that cannot end inside SECONDS is stopped there and the
 # next (perhaps lighter) row tried. 3. packs the finished rows' weights and logs into
