@@ -26,7 +26,7 @@ def _random_model(name: str) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("name", ["slwsr16", "two_stage_slwsr16"])
+@pytest.mark.parametrize("name", ["slwsr16", "two_stage_slwsr16", "two_stage_slwsr32_coarse"])
 @pytest.mark.parametrize("onednn", [True, False])
 def test_fused_fp32_computes_the_same_function(name, onednn, monkeypatch):
     monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device: onednn)
@@ -37,10 +37,11 @@ def test_fused_fp32_computes_the_same_function(name, onednn, monkeypatch):
         ref = models.sr_output(model(x))
         fused = fuse_for_inference(model, torch.float32, torch.device("cpu"))
         assert fused is not None
+        bodies = 1 + name.startswith("two_stage") + name.endswith("_coarse")
         blocks = [m for m in fused.modules() if isinstance(m, FusedResBlock)]
-        assert len(blocks) == 26 * (2 if name.startswith("two_stage") else 1)
+        assert len(blocks) == 26 * bodies
         splits = [m for m in fused.modules() if isinstance(m, SplitConv1x1)]
-        assert len(splits) == 5 * (2 if name.startswith("two_stage") else 1)  # pool + 4 fusions
+        assert len(splits) == 5 * bodies  # pool + 4 fusions per body
         assert all(b.onednn is onednn for b in blocks + splits)
         out = models.sr_output(fused(x.contiguous(memory_format=torch.channels_last)))
     assert out.shape == ref.shape == (1, 3, 96, 80)

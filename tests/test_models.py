@@ -17,7 +17,7 @@ from jpegsr.models import (
     sr_output,
 )
 from jpegsr.models.slwsr import SLWSR
-from jpegsr.models.two_stage import JPEGRecovery, TwoStage
+from jpegsr.models.two_stage import CoarseRecovery, JPEGRecovery, TwoStage
 
 ALL_MODELS = [
     "dbpn_small",
@@ -27,6 +27,7 @@ ALL_MODELS = [
     "slwsr64",
     "two_stage_slwsr16",
     "two_stage_slwsr32",
+    "two_stage_slwsr32_coarse",
 ]
 SMALL_MODELS = ["dbpn_small", "rcan_small", "slwsr16", "two_stage_slwsr16"]
 
@@ -80,6 +81,28 @@ def test_stage1_is_identity_when_last_conv_is_zeroed() -> None:
         stage1.tail.bias.zero_()
         x = _input()
         assert torch.equal(stage1(x), x)
+
+
+@pytest.mark.parametrize(("h", "w"), [(12, 10), (13, 11), (9, 14)])
+def test_coarse_recovery_starts_as_identity_and_keeps_any_size(h: int, w: int) -> None:
+    coarse = CoarseRecovery(n_feats=8).eval()
+    x = _input(h, w)
+    with torch.no_grad():
+        assert torch.equal(coarse(x), x)  # zeroed last conv: exactly the input
+        coarse.tail.weight.normal_(0, 0.1)
+        out = coarse(x)
+    assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def test_two_stage_with_coarse_recovery_supervises_its_output() -> None:
+    model = TwoStage(scale=4, stage1_feats=8, stage2_feats=8, coarse_feats=8).eval()
+    x = _input(13, 11)
+    with torch.no_grad():
+        model.coarse.tail.weight.normal_(0, 0.1)
+        recovered, sr = model(x)
+        assert torch.equal(recovered, model.coarse(model.stage1(x)))
+        assert torch.equal(sr, model.stage2(recovered))
+    assert sr.shape == (1, 3, 52, 44)
 
 
 def test_unknown_model_lists_known_names() -> None:

@@ -28,7 +28,7 @@ from jpegsr.data import (
 )
 from jpegsr.losses import TwoStageLoss
 from jpegsr.train import learning_rate, load_data
-from jpegsr.weights_io import load_model
+from jpegsr.weights_io import load_model, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -580,3 +580,34 @@ def test_train_speed_profile_names_where_the_step_spends_its_time():
     assert prof["ops"] == sorted(prof["ops"], key=lambda o: -o["ms_per_iter"])
     text = ts.render_profile({"cpu": prof})
     assert "batch 2 x 8 px" in text and "| `aten::convolution_backward` |" in text
+
+
+def test_grow_model_starts_as_its_source_and_refuses_misfits(tmp_path):
+    """scripts/grow_model.py: the grown model computes exactly the source's function; a target
+    that adds nothing, or has no place for the source's tensors, is refused in one line."""
+    source = tmp_path / "source.safetensors"
+    torch.manual_seed(0)
+    trained = models.build("two_stage_slwsr32", 4)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_weights(trained, "two_stage_slwsr32", 4, source)
+    script = [sys.executable, str(REPO / "scripts" / "grow_model.py"), str(source)]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    grown_path = tmp_path / "grown.safetensors"
+    run = subprocess.run([*script, "two_stage_slwsr32_coarse", "-o", str(grown_path)], env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    grown = load_model(grown_path)
+    assert grown.metadata["jpegsr_arch"] == "two_stage_slwsr32_coarse"
+    assert grown.metadata["grown_from"] == str(source)
+    x = torch.rand(1, 3, 15, 18)
+    with torch.no_grad():
+        for a, b in zip(grown.module(x), load_model(source).module(x), strict=True):
+            assert torch.equal(a, b)
+    for arch, message in (("two_stage_slwsr32", "adds nothing"), ("slwsr32", "no place")):
+        out = tmp_path / f"{arch}.safetensors"
+        run = subprocess.run([*script, arch, "-o", str(out)], env=env, capture_output=True,
+                             text=True)  # fmt: skip
+        assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
+        assert not out.exists()

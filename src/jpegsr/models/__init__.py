@@ -20,7 +20,7 @@ from jpegsr.models.registry import (
     task_of,
 )
 from jpegsr.models.slwsr import SLWSR
-from jpegsr.models.two_stage import JPEGRecovery, TwoStage
+from jpegsr.models.two_stage import CoarseRecovery, JPEGRecovery, TwoStage
 
 register(
     "slwsr16",
@@ -50,6 +50,13 @@ register(
     description="two-stage JPEG recovery + s-LWSR, 32 features in both stages (the paper's model)",
 )
 register(
+    "two_stage_slwsr32_coarse",
+    partial(TwoStage, stage1_feats=32, stage2_feats=32, coarse_feats=32),
+    two_stage=True,
+    description="the paper's two-stage model with a half-resolution refinement (32 features) "
+    "ending Stage I: a wider view of the JPEG blocks (our extension)",
+)
+register(
     "rcan_small",
     RCAN,
     description="RCAN baseline reduced to 5 groups x 5 RCABs x 32 features (~0.6M params)",
@@ -70,6 +77,7 @@ register(
 )
 
 __all__ = [
+    "CoarseRecovery",
     "DBPN",
     "DnCNN",
     "JPEGRecovery",
