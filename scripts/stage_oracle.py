@@ -4,7 +4,9 @@
 
 On the first N validation images (Sun-Hays 80, never a benchmark set), at q = 10, 20, 30, 50:
 Y-PSNR of the whole model's SR, of Stage II run on the clean LR (what a perfect Stage I would
-give), and of the LR before and after Stage I against the clean LR. A large gap between the
+give), and of the LR before and after Stage I against the clean LR; and how large each
+part's correction is (RMS in 0..255 levels: Stage I's change to its input and, in a model
+grown with a half-resolution refinement, that refinement's change). A large gap between the
 first two with a small Stage I gain says the model is limited by its JPEG recovery.
 """
 
@@ -35,6 +37,10 @@ def _image(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
+def _rms(delta: torch.Tensor) -> float:
+    return float(delta.square().mean().sqrt()) * 255
+
+
 def measure(model: str, paths: list[Path]) -> dict:
     loaded = load_model(model)
     if not loaded.descriptor.two_stage:
@@ -47,12 +53,20 @@ def measure(model: str, paths: list[Path]) -> dict:
             "sr_from_clean_lr": [],
             "lr_in": [],
             "lr_stage1": [],
+            "stage1_rms": [],
         }
+        if module.coarse is not None:
+            cols["coarse_rms"] = []
         for path in paths:
             lq, lr, hr = degrade(read_rgb(path), 4, q)
+            x = _tensor(lq)
             with torch.no_grad():
-                recovered, sr = module(_tensor(lq))
+                recovered, sr = module(x)
                 sr_clean = module.stage2(_tensor(lr))
+                first = module.stage1(x)
+            cols["stage1_rms"].append(_rms(first - x))
+            if module.coarse is not None:
+                cols["coarse_rms"].append(_rms(recovered - first))
             cols["sr"].append(metrics.psnr(_image(sr), hr, border=4))
             cols["sr_from_clean_lr"].append(metrics.psnr(_image(sr_clean), hr, border=4))
             cols["lr_in"].append(metrics.psnr(lq, lr, border=1))

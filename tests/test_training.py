@@ -611,3 +611,36 @@ def test_grow_model_starts_as_its_source_and_refuses_misfits(tmp_path):
                              text=True)  # fmt: skip
         assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
         assert not out.exists()
+
+
+def test_stage_oracle_measures_each_stage(tmp_path):
+    """scripts/stage_oracle.py: with Stage I an exact identity, the LR after it equals the JPEG
+    input and its correction is zero; Stage II on the clean LR is scored apart from the whole
+    model; a single-stage model is refused in one line."""
+    _images(tmp_path / "data" / "validation" / "SunHays80", n=2, size=48)
+    torch.manual_seed(0)
+    model = models.build("two_stage_slwsr16", 4)
+    with torch.no_grad():
+        model.stage1.tail.weight.zero_()
+        model.stage1.tail.bias.zero_()
+    weights = tmp_path / "identity_stage1.safetensors"
+    save_weights(model, "two_stage_slwsr16", 4, weights)
+    out = tmp_path / "oracle.json"
+    script = [sys.executable, str(REPO / "scripts" / "stage_oracle.py")]
+    common = ["--images", "2", "--data-root", str(tmp_path / "data"), "--json", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    run = subprocess.run([*script, str(weights), *common], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = yaml.safe_load(out.read_text())  # JSON is YAML
+    assert result["images"] == ["SunHays80/img00.png", "SunHays80/img01.png"]
+    assert sorted(result["psnr_y_db"]) == ["10", "20", "30", "50"]
+    for row in result["psnr_y_db"].values():
+        assert row["lr_stage1"] == row["lr_in"] and row["stage1_rms"] == 0.0
+        assert row["sr"] != row["sr_from_clean_lr"] and "coarse_rms" not in row
+    single = tmp_path / "single.safetensors"
+    save_weights(models.build("slwsr16", 4), "slwsr16", 4, single)
+    run = subprocess.run([*script, str(single), *common], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1 and "not a two-stage model" in run.stderr
+    assert "Traceback" not in run.stderr
