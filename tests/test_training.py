@@ -357,6 +357,34 @@ def test_fixed_tensor_step_for_cuda_graphs_matches_the_plain_step(tmp_path):
     _assert_same_updates(plain, a, fixed, b, rtol=1e-5)
 
 
+def test_train_only_trains_the_named_part_and_leaves_the_rest_as_loaded(tmp_path):
+    """optim.train_only: Adam holds only the named parameters, the others (and their EMA)
+    do not move; a prefix that names nothing is refused."""
+    from jpegsr.train_step import TrainStep
+
+    triplets = build_triplets(list_images(_images(tmp_path / "d", n=3)), 4, [20], min_lr_side=8)
+    store = TripletStore(triplets, 4, "cpu")
+    cfg = from_dict(TrainConfig, {"name": "a", "model": "two_stage_slwsr16", "iterations": 3,
+                                  "bf16": False, "optim": {"lr": 1e-3, "ema_decay": 0.9,
+                                                           "train_only": ["stage2."]}})  # fmt: skip
+    torch.manual_seed(0)
+    model = models.build("two_stage_slwsr16", 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = TrainStep(model, cfg)
+    trained = {id(p) for p in step.model.stage2.parameters()}
+    adam = [p for g in step.optimizer.param_groups for p in g["params"]]
+    assert adam and {id(p) for p in adam} == trained
+    for it in range(3):
+        step(store.batch(4, 8, seed=0, iteration=it), 1e-3, it)
+    for states in (step.model.state_dict(), step.ema.state_dict()):
+        for k, v in states.items():
+            assert torch.equal(v, before[k]) != k.startswith("stage2."), k
+    bad = from_dict(TrainConfig, {"name": "a", "model": "two_stage_slwsr16", "iterations": 3,
+                                  "optim": {"train_only": ["coarse."]}})  # fmt: skip
+    with pytest.raises(ConfigError, match="no parameter of the model starts with 'coarse.'"):
+        TrainStep(models.build("two_stage_slwsr16", 4), bad)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (a lent one)")
 def test_cuda_graph_is_captured_and_replays_the_plain_step_on_a_gpu(tmp_path):
     """On a GPU the step really is captured (Adam capturable, no fallback to eager) and its

@@ -66,6 +66,9 @@ class OptimConfig:
     warmup: int = 0
     ema_decay: float = 0.0  # 0 disables; the EMA weights are exported when enabled
     grad_clip: float = 0.0
+    # parameter-name prefixes to train (e.g. ["coarse."]: a part grown onto a trained model);
+    # every other parameter stays as loaded. Empty: train everything.
+    train_only: list[str] = field(default_factory=list)
 
 
 @dataclass

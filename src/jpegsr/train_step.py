@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from jpegsr import models
-from jpegsr.config import TrainConfig
+from jpegsr.config import ConfigError, TrainConfig
 from jpegsr.data import to_unit_float
 from jpegsr.losses import TwoStageLoss
 
@@ -32,11 +32,23 @@ def make_optimizer(
     """Adam with one fused kernel over all parameters where this torch build has it, else the
     multi-tensor (foreach) form; both compute the same update. ``capturable`` keeps its state
     on the device so a CUDA graph can capture its step."""
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
     try:
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True, capturable=capturable)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True, capturable=capturable)
+
+
+def freeze_all_but(model: nn.Module, prefixes: list[str]) -> None:
+    """Train only the parameters whose names start with one of ``prefixes`` (all if empty)."""
+    if not prefixes:
+        return
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            raise ConfigError(f"optim.train_only: no parameter of the model starts with {prefix!r}")
+    for name, p in model.named_parameters():
+        p.requires_grad_(p.requires_grad and name.startswith(tuple(prefixes)))
 
 
 WARMUP_CALLS = 3  # eager updates before a CUDA graph is captured
@@ -77,6 +89,7 @@ class TrainStep:
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        freeze_all_but(model, config.optim.train_only)
         self.ema = copy.deepcopy(model).eval() if config.optim.ema_decay else None
         self._ema_pairs = None  # (EMA parameters, model parameters), listed once
         if self.ema is not None:
