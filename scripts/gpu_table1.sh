@@ -12,13 +12,13 @@
 # the rows one after another, each alone on the device: the lease of 2026-11-27 measured
 # that rows sharing an H200 are time-sliced (results/table1_20k/leases/: three side by side
 # each ran about three times slower an iteration than one alone), so sharing gains nothing
-# and leaves every row unfinished when time runs short. A row is trained whole or not at all (every row gets the same budget):
-# once PROBE_ROWS rows of its log are written its finish is projected from its measured
-# seconds per iteration, and a row that cannot end inside SECONDS is stopped there and the
-# next (perhaps lighter) row tried. 3. packs the finished rows' weights and logs into
-# $OUT/table1_20k.tar.gz (split into parts under 16 MiB). Rows that did not fit wait for the
-# next lease. Here, afterwards: `bash scripts/table1.sh --unpack DIR` then
-# `BUDGET=20k bash scripts/table1.sh`.
+# and leaves every row unfinished when time runs short. A row is trained whole or not at all
+# (every row gets the same budget): once PROBE_ROWS rows of its log are written its finish is
+# projected from its measured seconds per iteration, and a row that cannot end inside
+# SECONDS is stopped there and the next (perhaps lighter) row tried. 3. packs the finished
+# rows' weights and logs into $OUT/table1_20k.tar.gz (split into parts under 16 MiB). Rows
+# that did not fit wait for the next lease. Here, afterwards: `bash scripts/table1.sh
+# --unpack DIR` then `BUDGET=20k bash scripts/table1.sh`.
 set -uo pipefail
 total=${1:?usage: gpu_table1.sh SECONDS [ROW ...]}
 shift
@@ -55,23 +55,23 @@ for row in "${rows[@]}"; do
   left=$(( deadline - $(date +%s) ))
   [ "$left" -lt 60 ] && { echo "$row: only ${left} s left, not started" | tee -a "$log"; continue; }
   rm -rf "${runs:?}/$row"
+  iterations=$("$python" -c \
+    "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['iterations'])" "$configs/$row.yaml")
   timeout "$left" "$python" -m jpegsr.cli train "$configs/$row.yaml" --no-progress >> "$log" 2>&1 &
   pid=$!
   verdict=""
   while kill -0 "$pid" 2>/dev/null; do
     sleep 2
     [ -n "$verdict" ] && continue
-    # iterations done, seconds per iteration and the count asked for, once probe_rows are logged
-    verdict=$("$python" - "$runs/$row/train_log.csv" "$configs/$row.yaml" "$probe_rows" \
+    # once probe_rows are logged: iterations done and seconds per iteration -> projected end
+    verdict=$("$python" - "$runs/$row/train_log.csv" "$iterations" "$probe_rows" \
       "$deadline" <<'PY'
 import csv, sys, time
 from pathlib import Path
-import yaml
-log, config, probe, deadline = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+log, iterations, probe, deadline = Path(sys.argv[1]), *map(int, sys.argv[2:5])
 rows = list(csv.DictReader(log.open())) if log.exists() else []
 if len(rows) >= probe:
     done, spi = int(rows[-1]["iteration"]), float(rows[-1]["sec_per_iter"])
-    iterations = yaml.safe_load(Path(config).read_text())["iterations"]
     end = time.time() + (iterations - done) * spi * 1.05 + 15  # 5% and 15 s for the export
     print(f"fits {spi:.4f}" if end <= deadline else f"late {spi:.4f} {end - deadline:.0f}")
 PY

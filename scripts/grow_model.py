@@ -20,7 +20,7 @@ from jpegsr import models
 from jpegsr.weights_io import load_model, save_weights
 
 
-def grow(source: str, arch: str) -> tuple[torch.nn.Module, dict[str, str]]:
+def grow(source: str, arch: str) -> tuple[torch.nn.Module, int, dict[str, str]]:
     loaded = load_model(source)
     scale = int(loaded.metadata["scale"])
     torch.manual_seed(0)
@@ -38,12 +38,7 @@ def grow(source: str, arch: str) -> tuple[torch.nn.Module, dict[str, str]]:
         same = all(torch.equal(a, b) for a, b in pairs)
     if not same:
         raise ValueError(f"{arch} grown from {source} does not start as the same function")
-    extra = {
-        "scale": str(scale),
-        "grown_from": source,
-        "grown_new_tensors": str(len(missing)),
-    }
-    return grown, extra
+    return grown, scale, {"grown_from": source, "grown_new_tensors": str(len(missing))}
 
 
 def _outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -57,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", required=True, help="grown weights (.safetensors)")
     args = parser.parse_args(argv)
     try:
-        grown, extra = grow(args.source, args.arch)
+        grown, scale, extra = grow(args.source, args.arch)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    save_weights(grown, args.arch, int(extra["scale"]), args.out, extra)
+    save_weights(grown, args.arch, scale, args.out, extra)
     print(f"{args.out}: {args.arch} grown from {extra['grown_from']}")
     return 0
 

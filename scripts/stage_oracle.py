@@ -60,10 +60,11 @@ def measure(model: str, paths: list[Path]) -> dict:
         for path in paths:
             lq, lr, hr = degrade(read_rgb(path), 4, q)
             x = _tensor(lq)
-            with torch.no_grad():
-                recovered, sr = module(x)
-                sr_clean = module.stage2(_tensor(lr))
+            with torch.no_grad():  # the model's forward, one stage at a time
                 first = module.stage1(x)
+                recovered = first if module.coarse is None else module.coarse(first)
+                sr = module.stage2(recovered)
+                sr_clean = module.stage2(_tensor(lr))
             cols["stage1_rms"].append(_rms(first - x))
             if module.coarse is not None:
                 cols["coarse_rms"].append(_rms(recovered - first))
