@@ -43,9 +43,13 @@ def test_fused_fp32_computes_the_same_function(name, onednn, monkeypatch):
         splits = [m for m in fused.modules() if isinstance(m, SplitConv1x1)]
         assert len(splits) == 5 * bodies  # pool + 4 fusions per body
         assert all(b.onednn is onednn for b in blocks + splits)
-        out = models.sr_output(fused(x.contiguous(memory_format=torch.channels_last)))
+        assert sum(b.in_place for b in blocks) == 20 * bodies  # the rest keep their input
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        out = models.sr_output(fused(x_cl))
+    assert torch.equal(x_cl, x)  # the caller's input is never changed in place
     assert out.shape == ref.shape == (1, 3, 96, 80)
-    assert (out - ref).abs().max().item() < 1e-4
+    # equal away from a 2-pixel border (the folded tail: see test_the_linear_tail_folds...)
+    assert (out - ref)[..., 8:-8, 8:-8].abs().max().item() < 1e-4
     for k, v in model.state_dict().items():  # the trained module is not changed
         assert torch.equal(v, before[k]), k
 
@@ -89,18 +93,31 @@ def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch
     assert np.abs(fast.astype(int) - ref).max() <= 1
 
 
-@pytest.mark.parametrize("r", [2, 3])
-def test_a_3x3_convolution_moves_before_the_pixel_shuffle_exactly(r):
-    from jpegsr.models.fused import shuffle_then_conv
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_linear_tail_folds_into_one_coarse_convolution(scale):
+    from jpegsr.models.blocks import Upsampler, conv3x3
+    from jpegsr.models.fused import fold_linear_tail
 
-    torch.manual_seed(r)
-    conv = torch.nn.Conv2d(5, 3, 3, padding=1)
-    x = torch.randn(2, 5 * r * r, 7, 6, dtype=torch.float64)
-    conv = conv.double()
-    ref = conv(torch.nn.functional.pixel_shuffle(x, r))
-    out = torch.nn.functional.pixel_shuffle(shuffle_then_conv(conv, r).double()(x), r)
-    assert out.shape == ref.shape == (2, 3, 7 * r, 6 * r)
-    assert torch.allclose(out, ref, atol=1e-12)
+    torch.manual_seed(scale)
+    tail = torch.nn.Sequential(Upsampler(scale, 6), conv3x3(6, 3)).double()
+    folded = fold_linear_tail(tail, 6, scale)
+    assert folded is not None and folded[0].kernel_size == (5, 5)
+    assert folded[0].out_channels == 3 * scale * scale
+    x = torch.randn(2, 6, 11, 9, dtype=torch.float64)
+    with torch.no_grad():
+        ref, out = tail(x), folded.double()(x)
+    assert out.shape == ref.shape == (2, 3, 11 * scale, 9 * scale)
+    b = 2 * scale  # within 2 coarse pixels of the border the paddings differ
+    assert (out - ref)[..., b:-b, b:-b].abs().max().item() < 1e-6
+    assert (out - ref).abs().max().item() > 1e-3  # ... and there they really do
+
+
+def test_a_tail_that_is_not_linear_is_left_as_it_is():
+    from jpegsr.models.fused import fold_linear_tail
+
+    tail = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.PixelShuffle(2))  # fmt: skip
+    assert fold_linear_tail(tail, 4, 2) is None
 
 
 def test_without_native_bf16_auto_takes_the_fp32_fused_path(crop, monkeypatch):

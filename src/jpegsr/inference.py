@@ -343,20 +343,23 @@ def upscale_array(
                 if kx0 >= kx1:
                     continue
                 patch = x[:, :, cy0:cy1, cx0:cx1].contiguous(memory_format=torch.channels_last)
-                sr = desc.sr(run(patch if dtype is None else patch.to(dtype))).float()
+                sr = desc.sr(run(patch if dtype is None else patch.to(dtype)))
                 if sr.shape[-2:] != (patch.shape[-2] * s, patch.shape[-1] * s):
                     raise RuntimeError(
                         f"model {desc.name} returned {tuple(sr.shape)} for input "
                         f"{tuple(patch.shape)}; expected x{s}"
                     )
+                # the kept region in float32, then levels in place: one large allocation
+                # instead of one per step (each a few dozen MB of fresh pages)
                 sr = sr[:, :, (ky0 - cy0) * s : (ky1 - cy0) * s, (kx0 - cx0) * s : (kx1 - cx0) * s]
-                if c == 1:
-                    sr = (sr * luma).sum(dim=1, keepdim=True)
-                levels = sr.clamp(0, 1).mul(top).round().to(torch.int32)
+                sr = (sr.float() * luma).sum(dim=1, keepdim=True) if c == 1 else sr.float()
+                levels = sr.clamp_(0, 1).mul_(top).round_()[0].permute(1, 2, 0)
                 oy, ox = (ky0 - b) * s, (kx0 - b) * s
-                out[oy : oy + levels.shape[2], ox : ox + levels.shape[3]] = (
-                    levels[0].permute(1, 2, 0).cpu().numpy().astype(out.dtype)
-                )
+                region = out[oy : oy + levels.shape[0], ox : ox + levels.shape[1]]
+                if out.dtype == np.uint8:
+                    torch.from_numpy(region).copy_(levels)  # whole levels: exact
+                else:
+                    region[...] = levels.to(torch.int32).cpu().numpy()
     return out
 
 
