@@ -80,6 +80,8 @@ def test_shipped_model_fused_path_matches_the_fp32_reference(crop, precision, mi
     assert metrics.psnr(fast, ref) > min_psnr
     key = (str(torch.device("cpu")), str(torch.bfloat16 if precision == "bf16" else torch.float32))
     assert loaded.prepared[key] is not None  # the fused copy is made once and kept
+    # the tail folded, though upscale_array had made the module channels-last
+    assert loaded.prepared[key].stage2.tail[0].kernel_size == (5, 5)
 
 
 def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch):
@@ -100,6 +102,7 @@ def test_the_linear_tail_folds_into_one_coarse_convolution(scale):
 
     torch.manual_seed(scale)
     tail = torch.nn.Sequential(Upsampler(scale, 6), conv3x3(6, 3)).double()
+    tail.to(memory_format=torch.channels_last)  # as upscale_array leaves it
     folded = fold_linear_tail(tail, 6, scale)
     assert folded is not None and folded[0].kernel_size == (5, 5)
     assert folded[0].out_channels == 3 * scale * scale

@@ -92,14 +92,15 @@ class SplitConv1x1(nn.Module):
 
     def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
         ws = list(self.weights)
-        out = F.conv2d(parts[0], ws[0], self.bias)
-        for part, w in zip(parts[1:], ws[1:], strict=True):
-            if self.onednn and part.device.type == "cpu":
-                torch.ops.mkldnn._convolution_pointwise_(
-                    out, part, w, None, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [None], ""
-                )
-            else:
+        if not (self.onednn and parts[0].device.type == "cpu"):
+            out = F.conv2d(parts[0], ws[0], self.bias)
+            for part, w in zip(parts[1:], ws[1:], strict=True):
                 out.add_(F.conv2d(part, w))
+            return out
+        ops, args = torch.ops.mkldnn, ([0, 0], [1, 1], [1, 1], 1)
+        out = ops._convolution_pointwise(parts[0], ws[0], self.bias, *args, "none", [None], "")
+        for part, w in zip(parts[1:], ws[1:], strict=True):
+            ops._convolution_pointwise_(out, part, w, None, *args, "add", None, None, [None], "")
         return out
 
 
@@ -144,22 +145,26 @@ def fold_linear_tail(tail: nn.Sequential, in_channels: int, scale: int) -> nn.Se
     leaves = [m for m in tail.modules() if not list(m.children())]
     if not all(isinstance(m, nn.Conv2d | nn.PixelShuffle) for m in leaves):
         return None
-    ref = copy.deepcopy(tail).double().eval()
+    ref = copy.deepcopy(tail).double().to(memory_format=torch.contiguous_format).eval()
     radius = 4  # probe well beyond the receptive field, then measure it
     size = 2 * radius + 1
     impulses = torch.zeros(in_channels, in_channels, size, size, dtype=torch.float64)
     impulses[range(in_channels), range(in_channels), radius, radius] = 1.0
     with torch.no_grad():
         bias_out = ref(torch.zeros(1, in_channels, size, size, dtype=torch.float64))[0]
-        response = ref(impulses) - bias_out  # (C, 3, size*s, size*s): each input channel
+        for m in ref.modules():  # the linear part alone: exact zeros outside its reach
+            if isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.zero_()
+        response = ref(impulses)  # (C, 3, size*s, size*s): each input channel
     out_ch = response.shape[1]
     # response[c, o, s*i + a, s*j + b]: weight of input (c, offset (radius - i, radius - j))
     # for output sub-pixel (o, a, b) of coarse pixel (i, j)
     cells = response.reshape(in_channels, out_ch, size, scale, size, scale)
     cells = cells.permute(1, 3, 5, 0, 2, 4).reshape(out_ch * scale * scale, in_channels, size, size)
     reach = cells.abs().amax(dim=(0, 1))
-    rows = torch.nonzero(reach.amax(dim=1) > 0).flatten()
-    cols = torch.nonzero(reach.amax(dim=0) > 0).flatten()
+    reach = reach > 1e-12 * reach.max()  # rounding-level values count as zero
+    rows = torch.nonzero(reach.any(dim=1)).flatten()
+    cols = torch.nonzero(reach.any(dim=0)).flatten()
     k_half = int(max(radius - rows.min(), rows.max() - radius, radius - cols.min(),
                      cols.max() - radius))  # fmt: skip
     if k_half >= radius:
