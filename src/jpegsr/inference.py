@@ -318,7 +318,9 @@ def upscale_array(
     min_ctx = _round_up(desc.min_size, m)
 
     module.eval()
-    module.to(memory_format=torch.channels_last)
+    if any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last)
+           for p in module.parameters()):  # fmt: skip
+        module.to(memory_format=torch.channels_last)  # once: a module-wide pass costs ms
     if not pixels.flags.writeable:  # e.g. np.asarray(pil_image); torch warns on those
         pixels = pixels.copy()
     top = float(np.iinfo(pixels.dtype).max)  # 255, or 65535 for 16-bit pixels

@@ -68,7 +68,8 @@ class Body(nn.Module):
         firsts: list[torch.Tensor] = []
         lasts: list[torch.Tensor] = []
         feed = head
-        for group in self.first_half:
+        n_first = len(self.first_half)
+        for g, group in enumerate(self.first_half):
             out = feed
             outs: list[torch.Tensor] = []
             for block in group:
@@ -76,12 +77,12 @@ class Body(nn.Module):
                 outs.append(out)
             firsts.append(outs[0])
             lasts.append(outs[-1])
-            feed = outs[0] + outs[-1]  # the last group's sum is not used
+            if g + 1 < n_first:  # the next group's input
+                feed = outs[0] + outs[-1]
 
         pool = self.pool([head, *firsts[1:], lasts[-1]])
 
         out = lasts[-1]
-        n_first = len(self.first_half)
         for k, group in enumerate(self.second_half):
             mirror = lasts[n_first - 2 - k]  # k=0 -> group 4, ..., k=3 -> group 1
             out = group(out, mirror, pool)
