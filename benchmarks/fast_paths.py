@@ -6,7 +6,8 @@ that explains the gap to matmul speed.
 
 onnxruntime (``pip install -e ".[bench]"``) and OpenVINO (``pip install openvino``) are
 optional candidates. Each variant's max abs difference to the fp32 eager output is recorded
-(in [0, 1] units).
+(in [0, 1] units), away from the 2-pixel LR border that every pass of ``upscale_array`` crops
+(the fused copy's folded tail differs there).
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ def int8_conv_seconds(x: torch.Tensor, conv: torch.nn.Conv2d) -> tuple[float, fl
     return conv_s, gemm_s
 
 
+def max_diff(out: torch.Tensor, ref: torch.Tensor, border: int = 8) -> float:
+    """Max abs difference inside the output, ``border`` pixels (2 LR pixels at x4) in."""
+    crop = (..., slice(border, -border), slice(border, -border))
+    return (out[crop] - ref[crop]).abs().max().item()
+
+
 def main() -> None:
     torch.manual_seed(0)
     model = jpegsr.load_model(MODEL).module.eval().to(memory_format=torch.channels_last)
@@ -151,7 +158,7 @@ def main() -> None:
         ref = sr_output(model(x)).float()
         for name, fn in variants(model, x).items():
             seconds = timed(fn, 5)
-            diff = (fn().float() - ref).abs().max().item()
+            diff = max_diff(fn().float(), ref)
             rows.append({"variant": name, "seconds": seconds, "max_abs_diff": diff})
         compiled = torch.compile(copy.deepcopy(model).to(torch.bfloat16))
         xb = x.to(torch.bfloat16)
@@ -160,7 +167,7 @@ def main() -> None:
         compile_s = time.perf_counter() - t0
         rows.append({"variant": "torch.compile (inductor), bf16 weights",
                      "seconds": timed(lambda: compiled(xb), 5),
-                     "max_abs_diff": (out - ref).abs().max().item(),
+                     "max_abs_diff": max_diff(out, ref),
                      "first_call_seconds": compile_s})  # fmt: skip
         fused16 = fuse_for_inference(model, torch.bfloat16)
         assert fused16 is not None
@@ -183,7 +190,7 @@ def main() -> None:
         f"{res['machine']['cpu']}, {res['machine']['threads']} threads, torch "
         f"{res['machine']['torch']}. Command: `{res['command']}`.",
         "",
-        "| variant | s per tile | max abs diff vs fp32 |",
+        "| variant | s per tile | max abs diff vs fp32 (2-pixel LR border excluded) |",
         "|---|---|---|",
         *[f"| {r['variant']} | {r['seconds']:.3f} | {r['max_abs_diff']:.4f} |" for r in rows],
         "",
