@@ -187,3 +187,26 @@ def test_dncnn_shape_parameters_determinism_and_residual() -> None:
     assert torch.equal(identity, x)
     with pytest.raises(ValueError, match="supports scales"):
         build("dncnn", 4)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_channels_last_upsampler_is_the_plain_one_in_value_and_gradient(scale):
+    from jpegsr.models.blocks import Upsampler
+
+    torch.manual_seed(scale)
+    up = Upsampler(scale, 8).double()
+    x = torch.randn(2, 8, 7, 9, dtype=torch.float64)
+    fast_in = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    plain_in = x.clone().requires_grad_()
+    fast, plain = up(fast_in), torch.nn.Sequential.forward(up, plain_in)
+    assert fast.shape == plain.shape == (2, 8, 7 * scale, 9 * scale)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(fast, plain, atol=1e-12)
+    g = torch.randn_like(plain)
+    fast.backward(g)
+    fast_grads = [p.grad.clone() for p in up.parameters()]
+    up.zero_grad()
+    plain.backward(g)
+    for p, fg in zip(up.parameters(), fast_grads, strict=True):
+        assert torch.allclose(fg, p.grad, atol=1e-10)
+    assert torch.allclose(fast_in.grad, plain_in.grad, atol=1e-12)
