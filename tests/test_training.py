@@ -672,3 +672,20 @@ def test_stage_oracle_measures_each_stage(tmp_path):
                          text=True, timeout=300)  # fmt: skip
     assert run.returncode == 1 and "not a two-stage model" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_table1_cpu_row_is_its_gpu_row_on_the_cpu():
+    """configs/table1_20k_cpu/ holds rows for sessions without a GPU: the same recipe as the
+    row of configs/table1_20k/ of the same name, only the device and the output folder differ."""
+    import dataclasses
+
+    rows = sorted((REPO / "configs" / "table1_20k_cpu").glob("*.yaml"))
+    assert rows
+    for row in rows:
+        cpu = dataclasses.asdict(load_config(row))
+        gpu = dataclasses.asdict(load_config(REPO / "configs" / "table1_20k" / row.name))
+        assert (cpu["device"], cpu["cuda_graph"], cpu["out_dir"]) == ("cpu", False,
+                                                                     "runs/table1_20k_cpu")  # fmt: skip
+        for key in ("device", "cuda_graph", "out_dir"):
+            cpu.pop(key), gpu.pop(key)
+        assert cpu == gpu
