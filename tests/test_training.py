@@ -684,8 +684,8 @@ def test_a_table1_cpu_row_is_its_gpu_row_on_the_cpu():
     for row in rows:
         cpu = dataclasses.asdict(load_config(row))
         gpu = dataclasses.asdict(load_config(REPO / "configs" / "table1_20k" / row.name))
-        assert (cpu["device"], cpu["cuda_graph"], cpu["out_dir"]) == ("cpu", False,
-                                                                     "runs/table1_20k_cpu")  # fmt: skip
+        where = (cpu["device"], cpu["cuda_graph"], cpu["out_dir"])
+        assert where == ("cpu", False, "runs/table1_20k_cpu")
         for key in ("device", "cuda_graph", "out_dir"):
             cpu.pop(key), gpu.pop(key)
         assert cpu == gpu
