@@ -59,6 +59,11 @@ DEFAULT_OVERLAP = 16
 # benchmark sets, whose border crop hides corners, it costs a few thousandths of a dB
 # (results/models/*.json were remeasured with it; git log shows the change).
 BORDER = 4
+# Context every pass reads beyond what it keeps, whatever overlap is asked for: the fused
+# copy's folded tail differs from the trained module within 2 pixels of a pass's edge
+# (jpegsr.models.fused.fold_linear_tail), so no kept pixel may lie there. BORDER covers the
+# image's edges; this covers the seams between tiles.
+MIN_CONTEXT = 2
 # An RGB image whose channels never differ by more than this is grey content (JPEG chroma
 # rounding of a grey image stays within it) and is upscaled as grey, output as R = G = B.
 GREY_TOLERANCE = 4
@@ -308,7 +313,7 @@ def upscale_array(
     b = BORDER  # mirrored context on every side, cropped off the result
     hp = max(_round_up(h + 2 * b, m), _round_up(desc.min_size, m))
     wp = max(_round_up(w + 2 * b, m), _round_up(desc.min_size, m))
-    ov = _round_up(overlap, m)
+    ov = _round_up(max(overlap, MIN_CONTEXT), m)
     device = _model_device(module)
     half = use_bf16(precision, device) and desc.bf16  # the descriptor says if it can
     if tile is None:
