@@ -4,7 +4,8 @@
 # killed one resumes from its checkpoint. Then assembles results/table1.md/.json.
 #   bash scripts/table1.sh [ROW ...]               2,000 iterations on this CPU (default: all rows)
 #   BUDGET=20k bash scripts/table1.sh [ROW ...]    20,000 iterations: benchmarks the rows whose
-#                                                  weights came back from a GPU lease
+#                                                  weights came back from a GPU lease (or were
+#                                                  trained here: configs/table1_20k_cpu/)
 #   bash scripts/table1.sh --unpack DIR            unpacks what scripts/gpu_table1.sh left in
 #                                                  DIR (the lease's $OUT) into runs/table1_20k/
 set -euo pipefail
@@ -22,6 +23,9 @@ rows=("$@")
 sets=Set5,Set14,BSD100,Urban100
 for row in "${rows[@]}"; do
   weights=$runs/$row/model.safetensors
+  if [ ! -f "$weights" ] && [ "${BUDGET:-2k}" = 20k ] && [ -f "${runs}_cpu/$row/model.safetensors" ]; then
+    weights=${runs}_cpu/$row/model.safetensors  # trained on this CPU (configs/table1_20k_cpu/)
+  fi
   if [ ! -f "$weights" ]; then
     if [ "${BUDGET:-2k}" = 20k ]; then
       echo "$row: no weights in $runs/$row (train it on a GPU: scripts/gpu_table1.sh)" >&2
