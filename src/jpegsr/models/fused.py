@@ -145,7 +145,8 @@ def fold_linear_tail(tail: nn.Sequential, in_channels: int, scale: int) -> nn.Se
     leaves = [m for m in tail.modules() if not list(m.children())]
     if not all(isinstance(m, nn.Conv2d | nn.PixelShuffle) for m in leaves):
         return None
-    ref = copy.deepcopy(tail).double().to(memory_format=torch.contiguous_format).eval()
+    ref = copy.deepcopy(tail).to("cpu", torch.float64, memory_format=torch.contiguous_format)
+    ref.eval()  # probed on the CPU whatever the tail's device; the caller moves the result
     radius = 4  # probe well beyond the receptive field, then measure it
     size = 2 * radius + 1
     impulses = torch.zeros(in_channels, in_channels, size, size, dtype=torch.float64)
