@@ -72,11 +72,22 @@ def conv_pixel_shuffle(conv: nn.Conv2d, x: torch.Tensor, r: int) -> torch.Tensor
     return y.reshape(n, h * r, w * r, c).permute(0, 3, 1, 2)
 
 
-class Upsampler(nn.Sequential):
-    """Sub-pixel upsampler (ESPCN/EDSR): conv3x3 C -> s^2 C + PixelShuffle(s); x4 = two x2.
+class SubPixelConvs(nn.Sequential):
+    """Pairs of (convolution, ``PixelShuffle``); on channels-last inputs (training and
+    inference here) each pair runs as :func:`conv_pixel_shuffle`. The modules and their
+    parameters are the plain ones."""
 
-    On channels-last inputs (training and inference here) each conv + shuffle runs as
-    :func:`conv_pixel_shuffle`; the modules and their parameters are the plain ones."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        layers = list(self)
+        for conv, shuffle in zip(layers[::2], layers[1::2], strict=True):
+            x = conv_pixel_shuffle(conv, x, shuffle.upscale_factor)
+        return x
+
+
+class Upsampler(SubPixelConvs):
+    """Sub-pixel upsampler (ESPCN/EDSR): conv3x3 C -> s^2 C + PixelShuffle(s); x4 = two x2."""
 
     def __init__(self, scale: int, n_feats: int) -> None:
         layers: list[nn.Module] = []
@@ -88,11 +99,3 @@ class Upsampler(nn.Sequential):
         else:
             raise ValueError(f"unsupported scale x{scale}; use 2, 3 or 4")
         super().__init__(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_contiguous(memory_format=torch.channels_last):
-            return super().forward(x)
-        layers = list(self)
-        for conv, shuffle in zip(layers[::2], layers[1::2], strict=True):
-            x = conv_pixel_shuffle(conv, x, shuffle.upscale_factor)
-        return x

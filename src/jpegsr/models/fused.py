@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jpegsr.models.blocks import ConcatConv1x1, MeanShift, ResBlock
+from jpegsr.models.blocks import ConcatConv1x1, MeanShift, ResBlock, SubPixelConvs
 from jpegsr.models.slwsr import SLWSR, Body, FusionGroup
 
 
@@ -128,7 +128,7 @@ def _fold_output_mean(model: SLWSR) -> None:
     model.add_mean = nn.Identity()  # type: ignore[assignment]
 
 
-def fold_linear_tail(tail: nn.Sequential, in_channels: int, scale: int) -> nn.Sequential | None:
+def fold_linear_tail(tail: nn.Sequential, in_channels: int, scale: int) -> SubPixelConvs | None:
     """The sub-pixel tail of an SR network (3x3 convolutions and pixel shuffles only, e.g.
     conv C -> 4C, shuffle 2, conv C -> 4C, shuffle 2, conv C -> 3) as one convolution on the
     coarse grid (C -> 3 scale², k x k) and one ``PixelShuffle(scale)``; ``None`` when the tail
@@ -180,7 +180,7 @@ def fold_linear_tail(tail: nn.Sequential, in_channels: int, scale: int) -> nn.Se
     with torch.no_grad():
         conv.weight.copy_(weight)
         conv.bias.copy_(bias.reshape(-1))
-    return nn.Sequential(conv, nn.PixelShuffle(scale))
+    return SubPixelConvs(conv, nn.PixelShuffle(scale))
 
 
 def _fold_tail(model: SLWSR) -> None:
