@@ -243,7 +243,7 @@ def markdown(res: dict) -> str:
         "and tiling overlap not counted, so these rates are low bounds. Times: the fused "
         "paths above.",
         "",
-        "| precision | conv GFLOP/s | dense 2048^2 matmul GFLOP/s | fraction |",
+        "| precision | conv GFLOP/s | dense 2048^2 matmul GFLOP/s (best of 10) | fraction |",
         "|---|---|---|---|",
     ]
     for p in ("fp32", "bf16"):
