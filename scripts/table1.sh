@@ -28,7 +28,8 @@ for row in "${rows[@]}"; do
   fi
   if [ ! -f "$weights" ]; then
     if [ "${BUDGET:-2k}" = 20k ]; then
-      echo "$row: no weights in $runs/$row (train it on a GPU: scripts/gpu_table1.sh)" >&2
+      echo "$row: no weights in $runs/$row or ${runs}_cpu/$row (train it on a GPU:" \
+        "scripts/gpu_table1.sh; the two-stage rows also here: configs/table1_20k_cpu/)" >&2
       continue
     fi
     jpegsr train "$configs/$row.yaml" --resume --no-progress

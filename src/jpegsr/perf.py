@@ -8,7 +8,6 @@ changes what inference does (``jpegsr.inference`` detects features for itself).
 
 from __future__ import annotations
 
-import math
 import platform
 import statistics
 import time
@@ -51,15 +50,20 @@ def cpu_features() -> dict[str, bool]:
     return {f: f in flags for f in CPU_FEATURES}
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls, after one warm-up call."""
+def timed(
+    fn: Callable[[], object],
+    repeats: int,
+    statistic: Callable[[list[float]], float] = statistics.median,
+) -> float:
+    """Wall time of ``repeats`` calls, after one warm-up call: their median, or another
+    ``statistic`` of them (``min``: the best the machine attains)."""
     fn()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistic(times)
 
 
 def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -77,13 +81,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float
     ``repeats`` runs after a warm-up: the rate the machine attains, which a shared machine's
     noise can only lower. The reference that convolution rates are held against."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / timed(lambda: torch.mm(a, b), repeats, min) / 1e9
 
 
 def speed_test_image(data_root: Path = Path("../shared/datasets")) -> np.ndarray:
