@@ -32,6 +32,7 @@ from PIL import Image
 
 import jpegsr
 from jpegsr import degrade
+from jpegsr.allocator import keep_freed_memory
 from jpegsr.benchmark import evaluate_set, resolve_set
 from jpegsr.imageio import PNG_COMPRESS_LEVEL
 from jpegsr.inference import MAX_PASS_SIDE, upscale_array, use_bf16
@@ -77,7 +78,9 @@ def auto_path() -> str:
 PEAK_RSS_CODE = """
 import re, resource, numpy as np, jpegsr
 from pathlib import Path
+from jpegsr.allocator import keep_freed_memory
 from jpegsr.inference import upscale_array
+keep_freed_memory()
 x = np.random.default_rng(0).integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)
 upscale_array(jpegsr.load_model("{model}"), x, **{kwargs!r})
 status = Path("/proc/self/status")
@@ -171,6 +174,7 @@ def markdown(res: dict) -> str:
         "python benchmarks/train_speed.py  # -> benchmarks/train_speed.{json,md}",
         "python benchmarks/ray_throughput.py  # -> benchmarks/ray_throughput.{json,md}",
         "python benchmarks/int8_pt2e.py   # -> benchmarks/int8_pt2e.{json,md} (needs torchao)",
+        "python benchmarks/page_faults.py  # -> benchmarks/page_faults.{json,md}",
         "```",
         "",
         "[`fast_paths.md`](fast_paths.md) times the fast-path candidates on one tile and shows",
@@ -194,6 +198,11 @@ def markdown(res: dict) -> str:
         f"CPU features: {feats}; oneDNN fusion: {'yes' if m['onednn_fusion'] else 'no'}; "
         f"bf16 native: {'yes' if m['bf16_native'] else 'no'}, so `auto` takes "
         f"**{res['auto_path']}**.",
+        "",
+        "Every path runs as `jpegsr upscale` runs it, in a process that keeps freed memory "
+        "for reuse (`jpegsr.allocator.keep_freed_memory`: "
+        f"{'applied' if res.get('keep_freed_memory') else 'not available here'}; "
+        "[`page_faults.md`](page_faults.md) shows what it saves).",
         "",
         "## (a, b) 480x320 JPEG (q=20) to 1920x1280, path by path",
         "",
@@ -262,6 +271,7 @@ def main() -> None:
         (OUT / "README.md").write_text(markdown(json.loads((OUT / "results.json").read_text())))
         return
     n = 2 if args.quick else 5
+    kept = keep_freed_memory()  # as `jpegsr upscale` does (benchmarks/page_faults.md)
     threads = torch.get_num_threads()
     loaded = jpegsr.load_model(MODEL)
     img = speed_test_image()
@@ -275,6 +285,7 @@ def main() -> None:
         "versions": degrade.versions(),
         "model": MODEL,
         "auto_path": auto_path(),
+        "keep_freed_memory": kept,
     }  # fmt: skip
     res["paths"] = paths = measure_paths(img, n, args.quick)
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from jpegsr import models
+from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
 from jpegsr.perf import conv_flops, cpu_model
@@ -239,7 +240,9 @@ def render(rows: list[dict]) -> str:
         "iteration spent cutting its batch; `conv/matmul` is the convolutions' FLOP rate over the",
         "whole step (forward + backward counted as 3x forward) against a dense bf16 matmul",
         "measured on the same device in the same run. Targets (issue #12): CPU <= 250 ms at",
-        "16 x 48 px; GPU <= 11 ms at 64 x 64 px with data <= 10%.",
+        "16 x 48 px; GPU <= 11 ms at 64 x 64 px with data <= 10%. The process keeps freed",
+        "memory for reuse, as `jpegsr train` does (`jpegsr.allocator.keep_freed_memory`;",
+        "[`page_faults.md`](page_faults.md)).",
         "",
         "| device | machine | measured | batch x px | compile | ms/iter | samples/s | data |"
         " conv TFLOP/s | matmul TFLOP/s | conv/matmul | target |",
@@ -287,6 +290,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "train_speed")
     args = parser.parse_args()
+    keep_freed_memory()  # as `jpegsr train` does
     device = args.device
     try:
         shapes = [tuple(int(v) for v in x.split("x")) for x in args.shape] or list(SHAPES)

@@ -13,6 +13,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from jpegsr.allocator import keep_freed_memory
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -489,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # this process is ours: reuse freed memory instead of faulting it in
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning
         return _run(args)

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from jpegsr.allocator import keep_freed_memory
 from jpegsr.batch import (
     FAILED,
     OK,
@@ -185,6 +186,7 @@ class Upscaler:
         pid_dir: str | None = None,
         delay_s: float = 0.0,
     ) -> None:
+        keep_freed_memory()  # the actor's process is ours (see jpegsr.allocator)
         torch.set_num_threads(threads)
         self.options = options
         self.model_for = model_picker(options)
