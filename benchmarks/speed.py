@@ -24,6 +24,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from jpegsr.perf import (
     matmul_gflops,
     speed_test_image,
     timed,
+    timed_round_robin,
 )
 from jpegsr.weights_io import choose_shipped
 
@@ -140,17 +142,21 @@ def precision_delta() -> float:
 
 
 def measure_paths(img: np.ndarray, n: int, quick: bool) -> dict[str, dict[str, float | None]]:
-    """Each path's time on ``img``, Set5 q=20 Y-PSNR change against fp32 as trained, and peak
-    RSS for a 4000x3000 output (None in a quick run)."""
+    """Each path's time on ``img`` (the paths' runs interleaved), Set5 q=20 Y-PSNR change
+    against fp32 as trained, and peak RSS for a 4000x3000 output (None in a quick run)."""
     loaded = jpegsr.load_model(MODEL)
     set5 = resolve_set(None, "Set5")
+    runs = {
+        name: (lambda lq, kw=kwargs: upscale_array(loaded, lq, **kw))  # noqa: E731
+        for name, kwargs in PATHS.items()
+    }
+    seconds = timed_round_robin({name: partial(run, img) for name, run in runs.items()}, n)
     rows: dict[str, dict[str, float | None]] = {}
-    for name, kwargs in PATHS.items():
-        run = lambda lq, kw=kwargs: upscale_array(loaded, lq, **kw)  # noqa: E731
+    for name, run in runs.items():
         rows[name] = {
-            "seconds": timed(lambda run=run: run(img), n),
+            "seconds": seconds[name],
             "set5_psnr": evaluate_set(run, set5, 4, 20, progress=False).psnr,
-            "peak_rss_mib": None if quick else peak_rss_child(750, 1000, kwargs),
+            "peak_rss_mib": None if quick else peak_rss_child(750, 1000, PATHS[name]),
         }
     ref = rows[REFERENCE]["set5_psnr"]
     for row in rows.values():
@@ -217,8 +223,9 @@ def markdown(res: dict) -> str:
                     f"| {rss} |")  # fmt: skip
     rows += [
         "",
-        f"Median of {a['repeats']} runs each, after one warm-up; the same image for every "
-        f"path. Auto tiling bounds each forward pass to {a['max_pass_side']['bf16']}^2 LR "
+        f"Median of {a['repeats']} runs each, after one warm-up, the paths' runs "
+        f"interleaved; the same image for every path. Auto tiling bounds each forward pass "
+        f"to {a['max_pass_side']['bf16']}^2 LR "
         f"pixels in bf16, {a['max_pass_side']['fp32']}^2 in fp32.",
         "",
         "## (e) The peers on the same image and cores; Set5 q=20 x4 quality",

@@ -191,3 +191,14 @@ def test_cpu_features_are_read_not_assumed():
     assert list(feats) == list(CPU_FEATURES) and all(isinstance(v, bool) for v in feats.values())
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     assert feats["avx2"] == (" avx2 " in flags.replace("\n", " "))
+
+
+def test_timed_round_robin_interleaves_the_calls(monkeypatch):
+    from jpegsr import perf
+
+    clock = iter(range(1000))  # each perf_counter reading is one tick later
+    monkeypatch.setattr(perf.time, "perf_counter", lambda: float(next(clock)))
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    assert perf.timed_round_robin(fns, 3) == {"a": 1.0, "b": 1.0}
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then rounds

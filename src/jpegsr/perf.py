@@ -66,6 +66,25 @@ def timed(
     return statistic(times)
 
 
+def timed_round_robin(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    statistic: Callable[[list[float]], float] = statistics.median,
+) -> dict[str, float]:
+    """:func:`timed` for several functions at once, their calls interleaved (one warm-up call
+    each, then ``repeats`` rounds of one call each), so that a slow spell of a shared machine
+    falls on all of them alike rather than on whichever ran during it."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistic(ts) for name, ts in times.items()}
+
+
 def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
     """Multiply-adds x 2 of every convolution ``model`` runs on ``x`` (PyTorch's FLOP counter:
     module calls and functional calls alike; oneDNN's fused ops are not counted, so count a
