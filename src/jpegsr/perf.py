@@ -95,12 +95,19 @@ def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
                      if "convolution" in str(op)))  # fmt: skip
 
 
+def matmul(dtype: torch.dtype, n: int = 2048) -> tuple[Callable[[], object], float]:
+    """A dense n x n matmul in ``dtype`` to time, and its FLOP count: the reference that
+    convolution rates are held against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return (lambda: torch.mm(a, b)), 2.0 * n**3
+
+
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """The dense n x n matmul rate (GFLOP/s) of this machine in ``dtype``, the best of
     ``repeats`` runs after a warm-up: the rate the machine attains, which a shared machine's
-    noise can only lower. The reference that convolution rates are held against."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / timed(lambda: torch.mm(a, b), repeats, min) / 1e9
+    noise can only lower."""
+    fn, flop = matmul(dtype, n)
+    return flop / timed(fn, repeats, min) / 1e9
 
 
 def speed_test_image(data_root: Path = Path("../shared/datasets")) -> np.ndarray:
