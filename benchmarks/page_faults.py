@@ -2,7 +2,7 @@
 :func:`jpegsr.allocator.keep_freed_memory` (what the command line, the server and the Ray
 workers use): benchmarks/page_faults.{json,md}.
 
-    python benchmarks/page_faults.py          # about 4 minutes; keep the machine idle
+    python benchmarks/page_faults.py          # about 2 minutes; keep the machine idle
     python benchmarks/page_faults.py --quick  # a smoke run
 
 Two workloads, each in fresh processes that alternate between the settings (so that a slow
