@@ -102,14 +102,6 @@ def matmul(dtype: torch.dtype, n: int = 2048) -> tuple[Callable[[], object], flo
     return (lambda: torch.mm(a, b)), 2.0 * n**3
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """The dense n x n matmul rate (GFLOP/s) of this machine in ``dtype``, the best of
-    ``repeats`` runs after a warm-up: the rate the machine attains, which a shared machine's
-    noise can only lower."""
-    fn, flop = matmul(dtype, n)
-    return flop / timed(fn, repeats, min) / 1e9
-
-
 def speed_test_image(data_root: Path = Path("../shared/datasets")) -> np.ndarray:
     """The speed benchmarks' input, a 480x320 JPEG q=20 (decoded): a crop of the first BSD100
     image when the data is there, else synthetic."""
