@@ -267,6 +267,19 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """The table after a run: each old row stays unless the run measured the same kind on the
+    same machine (device, machine, compile, shape), so the CPUs and GPUs of different leases
+    and sessions keep their own rows."""
+
+    def key(r: dict) -> tuple:
+        return r["device"], r["machine"], r["compile"] or False, r["batch"], r["patch"]
+
+    remeasured = {key(r) for r in new}
+    kept = [r for r in old if key(r) not in remeasured]
+    return sorted(kept + new, key=lambda r: (*key(r)[:2], str(r["compile"]), r["batch"]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -319,18 +332,8 @@ def main() -> int:
             rows.append(row)
     json_path = args.out.with_suffix(".json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    kept, old_same_device = [], []
-    if json_path.exists():
-        old = json.loads(json_path.read_text())["rows"]
-        kept = [r for r in old if r["device"] != device]
-        old_same_device = [r for r in old if r["device"] == device]
-
-    def key(r: dict) -> tuple:
-        return r["compile"] or False, r["batch"], r["patch"]
-
-    remeasured = {key(r) for r in rows}  # an old row stays unless this run measured its kind
-    kept += [r for r in old_same_device if key(r) not in remeasured]
-    all_rows = sorted(kept + rows, key=lambda r: (r["device"], str(r["compile"]), r["batch"]))
+    old = json.loads(json_path.read_text())["rows"] if json_path.exists() else []
+    all_rows = merge_rows(old, rows)
     json_path.write_text(json.dumps({"rows": all_rows}, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(render(all_rows))
     print(render(all_rows))

@@ -610,6 +610,33 @@ def test_train_speed_profile_names_where_the_step_spends_its_time():
     assert "batch 2 x 8 px" in text and "| `aten::convolution_backward` |" in text
 
 
+def test_train_speed_keeps_each_machines_rows():
+    """benchmarks/train_speed.py: a run replaces only the rows it remeasured on the same
+    machine; another CPU's or GPU's rows of the same shape stay."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ts", REPO / "benchmarks/train_speed.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+
+    def row(device: str, machine: str, ms: float, compile_: object = False) -> dict:
+        return {"device": device, "machine": machine, "compile": compile_, "batch": 16,
+                "patch": 48, "ms_per_iter": ms}  # fmt: skip
+
+    old = [
+        row("cpu", "Xeon", 510.0),
+        row("cuda", "H200", 46.0),
+        row("cuda", "H100", 37.0, "default"),
+    ]
+    merged = ts.merge_rows(old, [row("cpu", "EPYC", 800.0), row("cuda", "H200", 40.0)])
+    assert [(r["machine"], r["ms_per_iter"]) for r in merged] == [
+        ("EPYC", 800.0),
+        ("Xeon", 510.0),
+        ("H100", 37.0),
+        ("H200", 40.0),
+    ]
+
+
 def test_grow_model_starts_as_its_source_and_refuses_misfits(tmp_path):
     """scripts/grow_model.py: the grown model computes exactly the source's function; a target
     that adds nothing, or has no place for the source's tensors, is refused in one line."""
