@@ -95,6 +95,12 @@ def main() -> int:
     fit_help = "pack only the training split of FOLDERS, thinned to fit the cap"
     parser.add_argument("--fit", action="store_true", help=fit_help)
     args = parser.parse_args()
+    parked = parked_bytes()
+    if args.fit and parked:
+        print(f"parked/ holds {parked / 2**20:.1f} MiB of a parked run, which would travel and "
+              "thin the training split: `python scripts/park_run.py unpark --drop`, commit, "
+              "then pack", file=sys.stderr)  # fmt: skip
+        return 1
     if args.fit:
         packed = pack_fitted(args.folders, args.extra, args.out)
         listing = args.out / "packed.txt"
@@ -128,14 +134,25 @@ def main() -> int:
 TRAVEL_LIMIT_MIB = 64  # the device tool's cap on the working tree plus carried paths
 
 
-def tracked_bytes() -> int | None:
-    """Bytes of the repository's tracked files (None outside a git checkout)."""
+def tracked_files() -> list[Path] | None:
+    """The repository's tracked files (None outside a git checkout)."""
     import subprocess
 
     run = subprocess.run(["git", "ls-files", "-z"], capture_output=True)
     if run.returncode != 0:
         return None
-    files = [Path(f) for f in run.stdout.decode().split("\0") if f]
+    return [Path(f) for f in run.stdout.decode().split("\0") if f]
+
+
+def tracked_bytes() -> int | None:
+    """Bytes of the repository's tracked files (None outside a git checkout)."""
+    files = tracked_files()
+    return None if files is None else sum(f.stat().st_size for f in files if f.is_file())
+
+
+def parked_bytes() -> int:
+    """Bytes of tracked runs parked by scripts/park_run.py (they would travel too)."""
+    files = [f for f in tracked_files() or [] if f.parts[:1] == ("parked",)]
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
