@@ -14,7 +14,7 @@ import torch
 
 from jpegsr import models
 from jpegsr.config import load_config
-from jpegsr.train import machine_description, run_metadata
+from jpegsr.train import describe_spans, machine_description, run_metadata
 from jpegsr.weights_io import save_weights
 
 
@@ -28,7 +28,9 @@ def main() -> None:
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = models.build(config.model, config.data.scale)
     model.load_state_dict(state.get("ema", state["model"]))
-    machine = machine_description(config)  # it runs where the run ran
+    # the machines the checkpoint records; older checkpoints: this one (it runs where it ran)
+    spans = state.get("machines") or [[machine_description(config), 0, state["iteration"]]]
+    machine = describe_spans(spans)
     extra = run_metadata(config, state["iteration"], state["wall_seconds"], machine)
     extra["partial"] = f"true (schedule of {config.iterations} iterations)"
     save_weights(model, config.model, config.data.scale, run / "model.safetensors", extra=extra)

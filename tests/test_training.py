@@ -273,8 +273,45 @@ def test_resume_after_kill_gives_identical_losses(tmp_path):
     assert len(ref) == 24
     assert got == ref
     a = load_model(tmp_path / "runs" / "ref" / "model.safetensors").module.state_dict()
-    b = load_model(run_dir / "model.safetensors").module.state_dict()
+    killed = load_model(run_dir / "model.safetensors")
+    b = killed.module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # resumed on the same machine: one machine, named as for the run that never stopped
+    ref_machine = load_model(tmp_path / "runs" / "ref" / "model.safetensors").metadata["machine"]
+    assert killed.metadata["machine"] == ref_machine and "iterations" not in ref_machine
+
+
+def test_export_checkpoint_marks_partial_weights_with_the_checkpoints_machines(tmp_path):
+    """scripts/export_checkpoint.py: a cut-short run's checkpoint becomes weights marked
+    partial, with the iterations reached and the machines the checkpoint records."""
+    cfg = _tiny_config(tmp_path, "cut", iterations=8)
+    subprocess.run(_train_cmd(cfg), check=True, cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "cut"
+    finished = load_model(run_dir / "model.safetensors").metadata
+    (run_dir / "model.safetensors").unlink()
+    script = [sys.executable, str(REPO / "scripts/export_checkpoint.py"), str(cfg)]
+    subprocess.run(script, check=True, cwd=tmp_path, capture_output=True)
+    exported = load_model(run_dir / "model.safetensors").metadata
+    assert exported["iterations"] == "8" and exported["partial"].startswith("true")
+    assert exported["machine"] == finished["machine"]
+
+
+def test_a_run_resumed_elsewhere_names_each_machine_and_its_iterations():
+    from jpegsr.train import describe_spans, with_span
+
+    spans = with_span([], "Intel Xeon (x86_64, 2 cpu), world 1", 0, 1000)
+    spans = with_span(spans, "Intel Xeon (x86_64, 2 cpu), world 1", 1000, 5000)
+    assert describe_spans(spans) == "Intel Xeon (x86_64, 2 cpu), world 1"
+    spans = with_span(spans, "AMD EPYC (x86_64, 2 cpu), world 1", 5000, 20000)
+    assert describe_spans(spans) == (
+        "Intel Xeon (x86_64, 2 cpu), world 1: iterations 0-5,000; "
+        "AMD EPYC (x86_64, 2 cpu), world 1: iterations 5,000-20,000"
+    )
+    # a checkpoint from before machines were recorded says so for its iterations
+    legacy = with_span([["machine not recorded", 0, 2000]], "AMD EPYC", 2000, 3000)
+    assert describe_spans(legacy) == (
+        "machine not recorded: iterations 0-2,000; AMD EPYC: iterations 2,000-3,000"
+    )
 
 
 def test_torchrun_two_ranks(tmp_path):

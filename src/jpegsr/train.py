@@ -37,6 +37,7 @@ from jpegsr.data import (
     split_train_val,
 )
 from jpegsr.metrics import PSNR
+from jpegsr.perf import cpu_model
 from jpegsr.train_step import TrainStep
 from jpegsr.weights_io import load_model, save_weights
 
@@ -100,11 +101,24 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
 
 
 def machine_description(config: TrainConfig, world: int = 1) -> str:
-    """Where the run trained, for the model card."""
-    where = f"{platform.machine()} {os.cpu_count()} cpu"
-    if config.device == "cuda":
-        where += f", {torch.cuda.get_device_name()}"
-    return f"{where}, world {world}"
+    """Where the run trained, for the model card: the GPU or CPU model, cores and ranks."""
+    chip = torch.cuda.get_device_name() if config.device == "cuda" else cpu_model()
+    return f"{chip} ({platform.machine()}, {os.cpu_count()} cpu), world {world}"
+
+
+def with_span(spans: list[list], machine: str, first: int, last: int) -> list[list]:
+    """A run's machines as ``[machine, first, last]`` iteration spans, extended by one more
+    (merged into the last span when the same machine simply went on)."""
+    if spans and spans[-1][0] == machine and spans[-1][2] == first:
+        return [*spans[:-1], [machine, spans[-1][1], last]]
+    return [*spans, [machine, first, last]]
+
+
+def describe_spans(spans: list[list]) -> str:
+    """One machine's name, or which machine trained which iterations of a resumed run."""
+    if len(spans) == 1:
+        return str(spans[0][0])
+    return "; ".join(f"{m}: iterations {a:,}-{b:,}" for m, a, b in spans)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -169,6 +183,7 @@ class Run:
     world: int
     start: int = 0
     seconds_before: float = 0.0  # wall time of the run before this resume
+    machines: list[list] = field(default_factory=list)  # [machine, first, last] before it
     t0: float = field(default_factory=time.time)
 
     @property
@@ -210,6 +225,8 @@ def _build_step(config: TrainConfig, run: Run) -> TrainStep:
         step.load_state(state)
         run.start = int(state["iteration"])
         run.seconds_before = float(state.get("wall_seconds", 0.0))
+        unrecorded = [["machine not recorded", 0, run.start]] if run.start else []
+        run.machines = state.get("machines", unrecorded)
     if run.rank == 0:
         truncate_log(run.dir / "train_log.csv", run.start)
         truncate_log(run.dir / "val_log.csv", run.start)
@@ -264,6 +281,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                disable=not progress or not main_rank, dynamic_ncols=True)  # fmt: skip
     t_last, it_last = time.perf_counter(), run.start
     board = _Board(run.dir / "tensorboard" if main_rank else None)
+    machine = machine_description(config, run.world)
     for it in range(run.start, config.iterations):
         pixels = store.batch(per_rank, config.data.lr_patch, config.seed, it, run.rank)
         lr_now = learning_rate(config.optim, it, config.iterations)
@@ -287,7 +305,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             board.scalars(done, {"val_psnr": score})
         if _due(done, config.checkpoint_every, config):
             if main_rank:
-                state = step.state() | {"iteration": done, "wall_seconds": run.seconds}
+                spans = with_span(run.machines, machine, run.start, done)
+                state = step.state() | {
+                    "iteration": done,
+                    "wall_seconds": run.seconds,
+                    "machines": spans,
+                }
                 save_checkpoint(run.checkpoint, state)
             if run.world > 1:
                 dist.barrier()
@@ -296,8 +319,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     # 5. export the weights (the EMA when kept) with the run's metadata
     weights_path = run.dir / "model.safetensors"
     if main_rank:
-        machine = machine_description(config, run.world)
-        meta = run_metadata(config, config.iterations, run.seconds, machine)
+        spans = with_span(run.machines, machine, run.start, config.iterations)
+        meta = run_metadata(config, config.iterations, run.seconds, describe_spans(spans))
         save_weights(step.exported, config.model, config.data.scale, weights_path, extra=meta)
     if run.world > 1:
         dist.barrier()
