@@ -322,6 +322,39 @@ def test_cli_exit_codes_and_overwrite(tmp_path, cli, capsys):
     assert "no input images" in capsys.readouterr().err
 
 
+def test_cli_output_file_for_one_input(tmp_path, cli, capsys):
+    """`-o NAME.png|.webp|.jpg` with one input file writes that file, in that format; with
+    several inputs, a contradicting --format or a --suffix it is a one-line usage error; an
+    existing folder with such a name stays a folder."""
+    src = tmp_path / "a.jpg"
+    Image.fromarray(_noise((4, 6, 3))).save(src, quality=50)
+    for name, fmt in (("b.png", "PNG"), ("sub/c.WEBP", "WEBP"), ("d.jpeg", "JPEG")):
+        assert cli(str(src), "-o", str(tmp_path / name)) == 0
+        assert f"output in {tmp_path / name}" in capsys.readouterr().out
+        with Image.open(tmp_path / name) as im:
+            assert (im.format, im.size) == (fmt, (24, 16))
+    before = (tmp_path / "b.png").read_bytes()
+    assert cli(str(src), "-o", str(tmp_path / "b.png")) == 1  # exists: kept
+    assert (tmp_path / "b.png").read_bytes() == before
+    assert cli(str(src), "-o", str(src)) == 1  # the input itself: refused
+    assert "would overwrite an input" in capsys.readouterr().err
+    usage = [
+        ((str(src), str(src), "-o", str(tmp_path / "e.png")), "exactly one input file"),
+        ((str(tmp_path), "-o", str(tmp_path / "e.png")), "exactly one input file"),
+        ((str(src), "-o", str(tmp_path / "e.jpg"), "--format", "png"), "contradicts"),
+        ((str(src), "-o", str(tmp_path / "e.png"), "--suffix", "_x"), "--suffix"),
+    ]
+    for argv, message in usage:
+        assert cli(*argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e.png").exists() and not (tmp_path / "e.jpg").exists()
+    folder = tmp_path / "f.png"
+    folder.mkdir()
+    assert cli(str(src), "-o", str(folder)) == 0
+    assert (folder / "a.png").is_file()
+
+
 def test_cli_bomb_limit_and_override(tmp_path, cli):
     src = tmp_path / "a.png"
     Image.fromarray(_noise((16, 16, 3))).save(src)

@@ -52,6 +52,7 @@ class UpscaleSummary:
     """What happened to each input, for the final report and the exit code."""
 
     outdir: Path
+    output_file: Path | None = None  # set when the one output was named (`-o NAME.png`)
     found: int = 0  # image files found among the inputs
     ok: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
@@ -68,7 +69,7 @@ class UpscaleSummary:
     def line(self) -> str:
         return (
             f"jpegsr: {len(self.ok)} upscaled, {len(self.failed)} failed, "
-            f"{len(self.skipped)} skipped; output in {self.outdir}"
+            f"{len(self.skipped)} skipped; output in {self.output_file or self.outdir}"
         )
 
 
@@ -188,6 +189,7 @@ class BatchOptions:
     self_ensemble: bool = False
     fmt: str = "png"  # png | webp | jpg
     suffix: str = ""
+    output_name: str | None = None  # the one output's file name (`-o NAME.png` with one input)
     overwrite: bool = False  # replace existing outputs
     skip_existing: bool = False  # keep existing outputs, counted as skipped (resume a batch)
     recursive: bool = False
@@ -297,8 +299,11 @@ class Batch:
         if fmt not in SAVE_FORMATS:
             raise ValueError(f"unsupported output format {fmt!r} (use png, webp or jpg)")
         self.options = dataclasses.replace(opt, fmt=fmt)
+        if opt.output_name and (len(inputs) != 1 or not Path(inputs[0]).is_file()):
+            raise ValueError("an output file name takes exactly one input file")
         self.outdir = Path(outdir)
-        self.summary = UpscaleSummary(outdir=self.outdir)
+        named = self.outdir / opt.output_name if opt.output_name else None
+        self.summary = UpscaleSummary(outdir=self.outdir, output_file=named)
         self._log = log
         files, problems, skipped = collect_inputs(
             inputs, opt.recursive, exclude=self.outdir.resolve()
@@ -324,7 +329,11 @@ class Batch:
         """The output ``src`` is to be written to, or its result when it must not be."""
         name = str(src)
         try:  # every per-file failure, output naming included, is this file's alone
-            dst = output_path(self.outdir, src, self.options.fmt, self.options.suffix)
+            opt = self.options
+            if opt.output_name:
+                dst = self.outdir / opt.output_name
+            else:
+                dst = output_path(self.outdir, src, opt.fmt, opt.suffix)
             refusal = _refusal(src, dst, self._protected, self._claimed, self.options)
         except Exception as exc:
             return FileResult(name, FAILED, reason=failure_reason(exc))

@@ -179,7 +179,12 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns"
     )
     parser.add_argument(
-        "-o", "--outdir", default="upscaled", help="output folder (default: %(default)s)"
+        "-o",
+        "--outdir",
+        default="upscaled",
+        metavar="OUT",
+        help="output folder (default: %(default)s), or with one input file the output file "
+        "itself when OUT ends in .png, .webp, .jpg or .jpeg (its format then follows)",
     )
     parser.add_argument(
         "--model",
@@ -215,8 +220,8 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         dest="fmt",
         choices=["png", "webp", "jpg"],
-        default="png",
-        help="output format (default: %(default)s)",
+        default=None,
+        help="output format (default: png)",
     )
     parser.add_argument(
         "--suffix", default="", metavar="TEXT", help="appended to each output file's stem"
@@ -286,6 +291,28 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+OUTPUT_FILE_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
+
+
+def output_file(args: argparse.Namespace) -> tuple[str, str | None, str] | str:
+    """Where ``upscale`` writes: (folder, file name or None, format), or why it cannot.
+
+    ``-o`` names a folder, unless it ends in an image suffix and is not an existing folder:
+    then it is the output file of the one input file, in the format its suffix names."""
+    out = Path(args.outdir)
+    suffix_format = OUTPUT_FILE_FORMATS.get(out.suffix.lower())
+    if suffix_format is None or out.is_dir():
+        return args.outdir, None, args.fmt or "png"
+    if len(args.inputs) != 1 or not Path(args.inputs[0]).is_file():
+        return (f"-o {args.outdir} names an output file, which takes exactly one input file "
+                "(give -o a folder for several)")  # fmt: skip
+    if args.fmt and args.fmt != suffix_format:
+        return f"--format {args.fmt} contradicts -o {args.outdir}"
+    if args.suffix:
+        return "--suffix applies to outputs named after their inputs, not to -o FILE"
+    return str(out.parent), out.name, suffix_format
+
+
 def upscale_command(args: argparse.Namespace) -> int:
     """Run the ``upscale`` command; returns 0 all ok, 1 any failure, 2 usage error."""
     from tqdm import tqdm
@@ -296,6 +323,11 @@ def upscale_command(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         tqdm.write(line, file=sys.stderr)
 
+    target = output_file(args)
+    if isinstance(target, str):
+        print(f"jpegsr: {target}", file=sys.stderr)
+        return EXIT_USAGE
+    outdir, output_name, fmt = target
     options = BatchOptions(
         model=args.model,
         assume_quality=args.quality,
@@ -306,8 +338,9 @@ def upscale_command(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         self_ensemble=args.self_ensemble,
-        fmt=args.fmt,
+        fmt=fmt,
         suffix=args.suffix,
+        output_name=output_name,
         overwrite=args.overwrite,
         skip_existing=args.skip_existing,
         recursive=args.recursive,
@@ -332,7 +365,7 @@ def upscale_command(args: argparse.Namespace) -> int:
             try:
                 summary = ray_engine.upscale_files_ray(
                     args.inputs,
-                    args.outdir,
+                    outdir,
                     options,
                     address=args.ray_address,
                     actors=args.actors or 1,
@@ -342,12 +375,12 @@ def upscale_command(args: argparse.Namespace) -> int:
                 print(f"jpegsr: {exc}", file=sys.stderr)
                 return exc.exit_code
         else:
-            summary = upscale_files(args.inputs, args.outdir, options, log=log)
+            summary = upscale_files(args.inputs, outdir, options, log=log)
     except WeightsError as exc:
         print(f"jpegsr: model {args.model}: {exc}", file=sys.stderr)
         return 2
     except OutputFolderError as exc:
-        print(f"jpegsr: {args.outdir}: {exc}", file=sys.stderr)
+        print(f"jpegsr: {outdir}: {exc}", file=sys.stderr)
         return 1
     if summary.found == 0:
         print("jpegsr: no input images found", file=sys.stderr)
