@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -353,6 +356,42 @@ def test_cli_output_file_for_one_input(tmp_path, cli, capsys):
     folder.mkdir()
     assert cli(str(src), "-o", str(folder)) == 0
     assert (folder / "a.png").is_file()
+
+
+def _jpegsr(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "jpegsr.cli", "upscale", *argv]
+    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=300)
+
+
+def test_cli_reads_standard_input_and_writes_standard_output(tmp_path):
+    """`jpegsr upscale - -o -` works in a pipe with the shipped model: the image on standard
+    output, every message on standard error; a bad stream fails in one line and writes
+    nothing; '-' with another input is a usage error."""
+    buf = io.BytesIO()
+    Image.fromarray(_noise((4, 6, 3))).save(buf, "JPEG", quality=30)
+    piped = _jpegsr("-", "-o", "-", "--format", "webp", stdin=buf.getvalue())
+    assert piped.returncode == 0, piped.stderr
+    with Image.open(io.BytesIO(piped.stdout)) as im:
+        assert (im.format, im.size) == ("WEBP", (24, 16))
+    assert b"1 upscaled" in piped.stderr and b"standard output" in piped.stderr
+    to_file = _jpegsr("-", "-o", str(tmp_path / "x.png"), stdin=buf.getvalue())
+    assert to_file.returncode == 0 and to_file.stdout.endswith(
+        b"output in " + bytes(tmp_path / "x.png") + b"\n"
+    )
+    with Image.open(tmp_path / "x.png") as im:
+        assert im.size == (24, 16)
+    bad = _jpegsr("-", "-o", "-", stdin=b"not an image")
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.startswith(b"jpegsr: standard input: ") and b"/tmp" not in bad.stderr
+    assert _jpegsr("-", str(tmp_path / "x.png"), "-o", "-").returncode == 2
+
+
+def test_cli_refuses_image_data_on_a_terminal(monkeypatch, cli, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((4, 4, 3))).save(src)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli(str(src), "-o", "-") == 2
+    assert "would write image data to a terminal" in capsys.readouterr().err
 
 
 def test_cli_bomb_limit_and_override(tmp_path, cli):

@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from jpegsr.allocator import keep_freed_memory
 
@@ -292,6 +293,7 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 OUTPUT_FILE_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
+STDIO = "-"  # an input of "-" is standard input; -o - is standard output
 
 
 def output_file(args: argparse.Namespace) -> tuple[str, str | None, str] | str:
@@ -303,7 +305,7 @@ def output_file(args: argparse.Namespace) -> tuple[str, str | None, str] | str:
     suffix_format = OUTPUT_FILE_FORMATS.get(out.suffix.lower())
     if suffix_format is None or out.is_dir():
         return args.outdir, None, args.fmt or "png"
-    if len(args.inputs) != 1 or not Path(args.inputs[0]).is_file():
+    if len(args.inputs) != 1 or not (args.inputs[0] == STDIO or Path(args.inputs[0]).is_file()):
         return (f"-o {args.outdir} names an output file, which takes exactly one input file "
                 "(give -o a folder for several)")  # fmt: skip
     if args.fmt and args.fmt != suffix_format:
@@ -313,19 +315,80 @@ def output_file(args: argparse.Namespace) -> tuple[str, str | None, str] | str:
     return str(out.parent), out.name, suffix_format
 
 
+def stdio_problem(args: argparse.Namespace) -> str | None:
+    """Why standard input/output cannot be used as asked (None: it can, or is not asked)."""
+    if STDIO not in args.inputs and args.outdir != STDIO:
+        return None
+    if len(args.inputs) != 1:
+        return "'-' (standard input) and -o - (standard output) take exactly one input"
+    if args.suffix:
+        return "--suffix applies to outputs named after their inputs, not to -o -"
+    if args.engine == "ray":
+        return "--engine ray reads and writes files, not standard input or output"
+    if args.outdir == STDIO and sys.stdout.isatty():
+        return "-o - would write image data to a terminal: redirect it to a file or a pipe"
+    return None
+
+
 def upscale_command(args: argparse.Namespace) -> int:
-    """Run the ``upscale`` command; returns 0 all ok, 1 any failure, 2 usage error."""
+    """Run the ``upscale`` command; returns 0 all ok, 1 any failure, 2 usage error.
+
+    Standard input (``-``) and output (``-o -``) are staged through a private temporary
+    folder, so the one code path that handles files handles them too."""
+    import tempfile
+
+    problem = stdio_problem(args)
+    if problem:
+        print(f"jpegsr: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if STDIO not in args.inputs and args.outdir != STDIO:
+        return _upscale(args, {}, sys.stdout)
+    with tempfile.TemporaryDirectory(prefix="jpegsr-") as tmp:
+        staged, names = vars(args).copy(), {}
+        if args.inputs == [STDIO]:
+            from jpegsr.imageio import max_bytes_for
+
+            limit = max_bytes_for(args.max_pixels or None)
+            data = sys.stdin.buffer.read() if limit is None else sys.stdin.buffer.read(limit + 1)
+            if limit is not None and len(data) > limit:
+                too_large = f"larger than {limit} bytes, the limit that goes with --max-pixels"
+                print(f"jpegsr: standard input: {too_large}", file=sys.stderr)
+                return EXIT_FAILED
+            src = Path(tmp) / "stdin"
+            src.write_bytes(data)
+            staged["inputs"], names[str(src)] = [str(src)], "standard input"
+        if args.outdir == STDIO:
+            fmt = args.fmt or "png"
+            dst = Path(tmp) / "out" / f"stdout.{fmt}"
+            staged["outdir"], names[str(dst)] = str(dst), "standard output"
+        # the image itself may go to standard output: the summary then goes to standard error
+        report = sys.stderr if args.outdir == STDIO else sys.stdout
+        code = _upscale(argparse.Namespace(**staged), names, report)
+        if args.outdir == STDIO and code == EXIT_OK:
+            sys.stdout.buffer.write(dst.read_bytes())
+            sys.stdout.buffer.flush()
+        return code
+
+
+def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) -> int:
+    """``upscale`` on files; ``names`` renames staged temporaries in what it reports, and
+    the summary line goes to ``report``."""
     from tqdm import tqdm
 
     from jpegsr.batch import BatchOptions, OutputFolderError, upscale_files
     from jpegsr.weights_io import WeightsError
 
+    def shown(line: str) -> str:
+        for path, name in names.items():
+            line = line.replace(path, name)
+        return line
+
     def log(line: str) -> None:
-        tqdm.write(line, file=sys.stderr)
+        tqdm.write(shown(line), file=sys.stderr)
 
     target = output_file(args)
     if isinstance(target, str):
-        print(f"jpegsr: {target}", file=sys.stderr)
+        print(f"jpegsr: {shown(target)}", file=sys.stderr)
         return EXIT_USAGE
     outdir, output_name, fmt = target
     options = BatchOptions(
@@ -385,7 +448,7 @@ def upscale_command(args: argparse.Namespace) -> int:
     if summary.found == 0:
         print("jpegsr: no input images found", file=sys.stderr)
         return 2
-    print(summary.line())
+    print(shown(summary.line()), file=report)
     return summary.exit_code
 
 
