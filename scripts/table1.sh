@@ -29,7 +29,7 @@ for row in "${rows[@]}"; do
   if [ ! -f "$weights" ]; then
     if [ "${BUDGET:-2k}" = 20k ]; then
       echo "$row: no weights in $runs/$row or ${runs}_cpu/$row (train it on a GPU:" \
-        "scripts/gpu_table1.sh; the two-stage rows also here: configs/table1_20k_cpu/)" >&2
+        "scripts/gpu_table1.sh, or here: configs/table1_20k_cpu/)" >&2
       continue
     fi
     jpegsr train "$configs/$row.yaml" --resume --no-progress

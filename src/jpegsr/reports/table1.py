@@ -44,7 +44,7 @@ class Budget:
 
 BUDGETS = [
     Budget("20k", "table1_20k", "20,000", "on lent GPUs (`bash scripts/gpu_table1.sh`), the "
-           "two-stage rows also on the 2-core CPU (`configs/table1_20k_cpu/`, the same recipe)",
+           "rows also on the 2-core CPU (`configs/table1_20k_cpu/`, the same recipe)",
            note="A row's wall time is its own on the device; rows trained side by side shared "
            "it (what each lease ran, and how: `results/table1_20k/leases/`). A row trained on "
            "the CPU ran in the background across sessions: its wall time includes other work "
