@@ -240,6 +240,23 @@ def test_page_in_a_real_browser(server, tmp_path):
         saved = list(downloads.glob("*.png"))
         assert [p.name for p in saved] == ["photo_x4.png"]
         assert Image.open(saved[0]).size == (320, 240)
+        # the size and model choices: 2x with a named model, bicubic at the same size
+        from selenium.webdriver.support.select import Select
+
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#model option")) > 1)
+        Select(browser.find_element(By.ID, "outscale")).select_by_value("2")
+        Select(browser.find_element(By.ID, "model")).select_by_value("q20")
+        browser.find_element(By.ID, "files").send_keys(str(photo))
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == 2
+                   and "Done" in b.find_element(*status).text)  # fmt: skip
+        newest = browser.find_element(By.CSS_SELECTOR, ".card")
+        assert "model q20" in newest.find_element(By.CSS_SELECTOR, ".info").text
+        sizes = browser.execute_script(
+            "const c = arguments[0]; return [c.querySelector('.before').naturalWidth,"
+            "c.querySelector('.after').naturalWidth, c.querySelector('.download').download];",
+            newest,
+        )
+        assert sizes == [160, 160, "photo_x2.png"]
         # a file that is not an image: the error is on the page, in plain words
         bad = tmp_path / "notes.jpg"
         bad.write_text("not a picture")

@@ -1,5 +1,5 @@
-// jpegsr page: upload each image twice (bicubic and jpegsr, the same x4 size), show them
-// stacked with a slider that reveals one over the other, a zoom, and a download link.
+// jpegsr page: upload each image twice (bicubic and jpegsr, at the same chosen size), show
+// them stacked with a slider that reveals one over the other, a zoom, and a download link.
 "use strict";
 
 const drop = document.getElementById("drop");
@@ -7,11 +7,13 @@ const input = document.getElementById("files");
 const results = document.getElementById("results");
 const template = document.getElementById("card");
 
-async function upscale(file, method, format) {
+async function upscale(file, method, format, choice) {
   const body = new FormData();
   body.append("file", file);
   body.append("method", method);
   body.append("format", format);
+  if (choice.outscale !== "4") { body.append("outscale", choice.outscale); }
+  if (choice.model) { body.append("model", choice.model); }  // "": the server's default
   const response = await fetch("/api/upscale", { method: "POST", body });
   if (!response.ok) {
     let detail = response.statusText;
@@ -47,10 +49,14 @@ async function handle(file) {
   card.querySelector(".name").textContent = file.name;
   results.prepend(card);
   const format = document.getElementById("format").value;
+  const choice = {
+    outscale: document.getElementById("outscale").value,
+    model: document.getElementById("model").value,
+  };
   try {
     setStatus(card, "Upscaling " + file.name + "...");
     const [ours, bicubic] = await Promise.all([
-      upscale(file, "jpegsr", format), upscale(file, "bicubic", "png"),
+      upscale(file, "jpegsr", format, choice), upscale(file, "bicubic", "png", choice),
     ]);
     const quality = ours.headers.get("X-JPEG-Quality");
     const model = ours.headers.get("X-Model");
@@ -68,7 +74,7 @@ async function handle(file) {
     await ready;
     const link = card.querySelector(".download");
     link.href = after.src;
-    link.download = file.name.replace(/\.[^.]*$/, "") + "_x4." + format;
+    link.download = file.name.replace(/\.[^.]*$/, "") + "_x" + choice.outscale + "." + format;
     link.textContent = "Download " + format.toUpperCase() + " (" + after.naturalWidth + "x" + after.naturalHeight + ")";
     card.querySelector(".compare").hidden = false;
     for (const control of card.querySelectorAll(".slider, .zoom")) {
@@ -81,11 +87,32 @@ async function handle(file) {
   }
 }
 
+async function listModels() {
+  // the shipped models, for the Model choice (auto stays the default)
+  try {
+    const models = await (await fetch("/api/models")).json();
+    const select = document.getElementById("model");
+    if (models.default !== "auto") { select.options[0].textContent = models.default + " (default)"; }
+    for (const name of models.shipped) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      select.appendChild(option);
+    }
+  } catch (e) { /* the page still works with auto */ }
+}
+
+listModels();
+
 async function handleAll(files) {
   for (const file of files) { await handle(file); }  // one at a time: the server is one machine
 }
 
-input.addEventListener("change", () => handleAll(Array.from(input.files)));
+input.addEventListener("change", () => {
+  const files = Array.from(input.files);
+  input.value = "";  // so that choosing the same file again (other options) fires again
+  handleAll(files);
+});
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => {
