@@ -1,7 +1,9 @@
 """The (M) pre-denoisers: the shipped DnCNN, NLM, method names, and the denoiser's training."""
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,37 @@ def test_denoiser_training_exports_loadable_weights_and_resumes_exactly(tmp_path
         assert torch.equal(p, q), name
     log = (tmp_path / "runs/dn2/train_log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_denoiser_training_stopped_by_sigterm_resumes_exactly(tmp_path):
+    """SIGTERM: a checkpoint after the iteration it is in, exit 143, and --resume ends where
+    an uninterrupted run ends (weights and log)."""
+    common = {"iterations": 400, "checkpoint_every": 100000}
+    straight = _train(_denoiser_config(tmp_path, **common))
+    assert straight.returncode == 0, straight.stderr
+    cfg = _denoiser_config(tmp_path, name="dn2", **common)
+    cmd = [sys.executable, "-m", "jpegsr.cli", "train", str(cfg), "--no-progress"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "runs/dn2/train_log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) > 6:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "stopped by SIGTERM after iteration" in err, err
+    stopped_at = torch.load(tmp_path / "runs/dn2/checkpoint.pt", weights_only=True)["iteration"]
+    assert 5 < stopped_at < 400
+    resumed = _train(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_model(tmp_path / "runs/dn/model.safetensors", task="denoise").module.state_dict()
+    b = load_model(tmp_path / "runs/dn2/model.safetensors", task="denoise").module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [line.split(",")[:2] for line in log.read_text().splitlines()]
+    ref = [
+        line.split(",")[:2]
+        for line in (tmp_path / "runs/dn/train_log.csv").read_text().splitlines()
+    ]
+    assert rows == ref

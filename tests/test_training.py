@@ -314,6 +314,42 @@ def test_a_run_resumed_elsewhere_names_each_machine_and_its_iterations():
     )
 
 
+def test_a_signal_stops_training_with_a_checkpoint_where_it_stopped(tmp_path):
+    """Ctrl-C (SIGINT) or SIGTERM: the run saves a checkpoint after the iteration it is in
+    (not only at the last periodic one), says so in one line, exits 128 + the signal, and
+    --resume then ends exactly where an uninterrupted run ends."""
+    ref_cfg = _tiny_config(tmp_path, "ref", checkpoint_every=1000)
+    subprocess.run(_train_cmd(ref_cfg), check=True, cwd=tmp_path, capture_output=True)
+    ref = _losses(tmp_path / "runs" / "ref" / "train_log.csv")
+    a = load_model(tmp_path / "runs" / "ref" / "model.safetensors").module.state_dict()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        cfg = _tiny_config(tmp_path, sig.name, checkpoint_every=1000)
+        run_dir = tmp_path / "runs" / sig.name
+        proc = subprocess.Popen(_train_cmd(cfg), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            log = run_dir / "train_log.csv"
+            if log.exists() and len(log.read_text().splitlines()) > 11:  # past iteration 10
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "training ended before it could be stopped"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + sig, err
+        state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+        stopped_at = int(state["iteration"])
+        assert 10 < stopped_at < 24 and not (run_dir / "model.safetensors").exists()
+        assert err.strip().splitlines() == [
+            f"jpegsr: train: stopped by {sig.name} after iteration {stopped_at}; checkpoint "
+            f"saved in {run_dir} (the same command with --resume "
+            "continues exactly)"
+        ]
+        subprocess.run(_train_cmd(cfg, "--resume"), check=True, cwd=tmp_path, capture_output=True)
+        assert _losses(run_dir / "train_log.csv") == ref
+        b = load_model(run_dir / "model.safetensors").module.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_torchrun_two_ranks(tmp_path):
     cfg = _tiny_config(tmp_path, "ddp", iterations=6, threads=0)
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -20,8 +20,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
     from jpegsr.config import DenoiserTrainConfig, load_config
-    from jpegsr.train import train
+    from jpegsr.train import TrainingStopped, train
 
     overrides = {}
     if args.iterations is not None:
@@ -35,12 +37,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.cuda_graph:
         overrides["cuda_graph"] = True
     config = load_config(args.config, overrides)
-    if isinstance(config, DenoiserTrainConfig):
-        from jpegsr.train_denoiser import train_denoiser
+    try:
+        if isinstance(config, DenoiserTrainConfig):
+            from jpegsr.train_denoiser import train_denoiser
 
-        path = train_denoiser(config, resume=args.resume, progress=not args.no_progress)
-    else:
-        path = train(config, resume=args.resume, progress=not args.no_progress)
+            path = train_denoiser(config, resume=args.resume, progress=not args.no_progress)
+        else:
+            path = train(config, resume=args.resume, progress=not args.no_progress)
+    except TrainingStopped as stopped:  # Ctrl-C or SIGTERM: a checkpoint where it stopped
+        print(f"jpegsr: train: {stopped}", file=sys.stderr)
+        return 128 + int(getattr(signal, stopped.signal_name))
     print(f"weights written to {path}")
     return EXIT_OK
 

@@ -15,6 +15,8 @@ import csv
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +260,46 @@ class _Board:
             self.writer.close()
 
 
+class TrainingStopped(Exception):
+    """The run was asked to stop (Ctrl-C, SIGTERM) and saved a checkpoint where it stopped."""
+
+    def __init__(self, signal_name: str, iteration: int, checkpoint: Path) -> None:
+        super().__init__(
+            f"stopped by {signal_name} after iteration {iteration}; checkpoint saved in "
+            f"{checkpoint.parent} (the same command with --resume continues exactly)"
+        )
+        self.signal_name, self.iteration, self.checkpoint = signal_name, iteration, checkpoint
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop after the current iteration, with a
+    checkpoint there, instead of losing everything since the last one; a second signal stops
+    at once. Only in the main thread of a one-process run: the ranks of a distributed run
+    must stop together, so they keep the default behaviour."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        if self.enabled:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signal_name is not None:  # asked again: stop now
+            signal.signal(signum, self._previous[signum])  # type: ignore[arg-type]
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *_: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
 def _due(done: int, every: int, config: TrainConfig) -> bool:
     return done % every == 0 or done == config.iterations
 
@@ -275,13 +317,45 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     # 3. model, EMA, optimizer, loss; state and logs from the checkpoint when resuming
     step = _build_step(config, run)
     # 4. iterate: one step per batch; log, validate and checkpoint when due
-    per_rank = config.batch_size // run.world
     main_rank = run.rank == 0
     bar = tqdm(total=config.iterations, initial=run.start, desc=config.name,
                disable=not progress or not main_rank, dynamic_ncols=True)  # fmt: skip
-    t_last, it_last = time.perf_counter(), run.start
     board = _Board(run.dir / "tensorboard" if main_rank else None)
     machine = machine_description(config, run.world)
+    try:
+        with StopRequest(enabled=run.world == 1) as stop:
+            _iterate(config, run, store, step, val_set, bar, board, machine, stop)
+    finally:
+        bar.close()
+        board.close()
+    # 5. export the weights (the EMA when kept) with the run's metadata
+    weights_path = run.dir / "model.safetensors"
+    if main_rank:
+        spans = with_span(run.machines, machine, run.start, config.iterations)
+        meta = run_metadata(config, config.iterations, run.seconds, describe_spans(spans))
+        save_weights(step.exported, config.model, config.data.scale, weights_path, extra=meta)
+    if run.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return weights_path
+
+
+def _iterate(
+    config: TrainConfig,
+    run: Run,
+    store: TripletStore,
+    step: TrainStep,
+    val_set: list[Triplet],
+    bar: tqdm,
+    board: _Board,
+    machine: str,
+    stop: StopRequest,
+) -> None:
+    """Step 4 of :func:`train`: the iterations from ``run.start``, with logs, validation and
+    checkpoints when due, and a checkpoint wherever ``stop`` asks the run to end early."""
+    per_rank = config.batch_size // run.world
+    main_rank = run.rank == 0
+    t_last, it_last = time.perf_counter(), run.start
     for it in range(run.start, config.iterations):
         pixels = store.batch(per_rank, config.data.lr_patch, config.seed, it, run.rank)
         lr_now = learning_rate(config.optim, it, config.iterations)
@@ -303,7 +377,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             append_row(run.dir / "val_log.csv", ["iteration", "val_psnr"],
                         {"iteration": done, "val_psnr": f"{score:.4f}"})  # fmt: skip
             board.scalars(done, {"val_psnr": score})
-        if _due(done, config.checkpoint_every, config):
+        stopping = stop.signal_name is not None and done < config.iterations
+        if _due(done, config.checkpoint_every, config) or stopping:
             if main_rank:
                 spans = with_span(run.machines, machine, run.start, done)
                 state = step.state() | {
@@ -314,15 +389,5 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 save_checkpoint(run.checkpoint, state)
             if run.world > 1:
                 dist.barrier()
-    bar.close()
-    board.close()
-    # 5. export the weights (the EMA when kept) with the run's metadata
-    weights_path = run.dir / "model.safetensors"
-    if main_rank:
-        spans = with_span(run.machines, machine, run.start, config.iterations)
-        meta = run_metadata(config, config.iterations, run.seconds, describe_spans(spans))
-        save_weights(step.exported, config.model, config.data.scale, weights_path, extra=meta)
-    if run.world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return weights_path
+        if stopping:
+            raise TrainingStopped(str(stop.signal_name), done, run.checkpoint)

@@ -32,6 +32,8 @@ from jpegsr.data import (
 from jpegsr.denoisers import centre_crop, gray
 from jpegsr.train import (
     Run,
+    StopRequest,
+    TrainingStopped,
     append_row,
     learning_rate,
     machine_description,
@@ -143,6 +145,12 @@ def _build(config: DenoiserTrainConfig, run: Run) -> tuple[nn.Module, torch.opti
     return model, optimizer
 
 
+def _state(model: nn.Module, optimizer: torch.optim.Optimizer, done: int, run: Run) -> dict:
+    """What a checkpoint holds: model, Adam, the iteration reached and the wall time so far."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "iteration": done, "wall_seconds": run.seconds}  # fmt: skip
+
+
 def train_denoiser(
     config: DenoiserTrainConfig, resume: bool = False, progress: bool = True
 ) -> Path:
@@ -164,38 +172,42 @@ def train_denoiser(
     bar = tqdm(total=config.iterations, initial=run.start, desc=config.name,
                disable=not progress, dynamic_ncols=True)  # fmt: skip
     t_last, it_last = time.perf_counter(), run.start
-    for it in range(run.start, config.iterations):
-        clean, noisy = store.batch(
-            config.batch_size, config.patch, config.sigma_max, config.seed, it
-        )
-        if config.channels_last:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-        lr_now = learning_rate(config.optim, it, config.iterations)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
-            out = model(noisy)
-        loss = torch.mean((out.float() - clean) ** 2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        done = it + 1
-        bar.update(1)
-        log_due = done % config.log_every == 0 or done == config.iterations
-        ckpt_due = done % config.checkpoint_every == 0 or done == config.iterations
-        if log_due or ckpt_due:
-            now = time.perf_counter()
-            row = {"iteration": done, "loss": f"{float(loss.detach()):.7f}", "lr": f"{lr_now:.3e}",
-                   "sec_per_iter": f"{(now - t_last) / max(1, done - it_last):.4f}",
-                   "val_psnr_sigma25": ""}  # fmt: skip
-            if ckpt_due:
-                row["val_psnr_sigma25"] = f"{_held_out_psnr(model, val, config.device):.3f}"
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "iteration": done, "wall_seconds": run.seconds}  # fmt: skip
-                save_checkpoint(run.checkpoint, state)
-            append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
-            t_last, it_last = time.perf_counter(), done
-    bar.close()
+    with bar, StopRequest() as stop:
+        for it in range(run.start, config.iterations):
+            clean, noisy = store.batch(
+                config.batch_size, config.patch, config.sigma_max, config.seed, it
+            )
+            if config.channels_last:
+                noisy = noisy.contiguous(memory_format=torch.channels_last)
+            lr_now = learning_rate(config.optim, it, config.iterations)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
+                out = model(noisy)
+            loss = torch.mean((out.float() - clean) ** 2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done = it + 1
+            bar.update(1)
+            log_due = done % config.log_every == 0 or done == config.iterations
+            ckpt_due = done % config.checkpoint_every == 0 or done == config.iterations
+            if log_due or ckpt_due:
+                now = time.perf_counter()
+                row = {"iteration": done, "loss": f"{float(loss.detach()):.7f}",
+                       "lr": f"{lr_now:.3e}",
+                       "sec_per_iter": f"{(now - t_last) / max(1, done - it_last):.4f}",
+                       "val_psnr_sigma25": ""}  # fmt: skip
+                if ckpt_due:
+                    row["val_psnr_sigma25"] = f"{_held_out_psnr(model, val, config.device):.3f}"
+                    save_checkpoint(run.checkpoint, _state(model, optimizer, done, run))
+                append_row(run.dir / "train_log.csv", LOG_FIELDS, row)
+                t_last, it_last = time.perf_counter(), done
+            stopping = stop.signal_name is not None and done < config.iterations
+            if stopping:
+                if not ckpt_due:  # a checkpoint where it stops; the log stays as it was
+                    save_checkpoint(run.checkpoint, _state(model, optimizer, done, run))
+                raise TrainingStopped(str(stop.signal_name), done, run.checkpoint)
     # 5. export with the run's metadata
     weights_path = run.dir / "model.safetensors"
     meta = {
