@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,6 +288,32 @@ def test_glob_and_recursive(tmp_path):
     for _ in range(2):
         deep = upscale_files([src], out, model=standin(), recursive=True, overwrite=True)
         assert names(deep) == ["a.png", "b.jpg", "c.png"] and not deep.failed
+
+
+def test_sub_folders_of_the_inputs_are_kept_below_the_output_folder(tmp_path):
+    """--recursive and '**' patterns mirror the sub-folders they found files in (the same
+    name in two sub-folders is no clash); explicitly named files stay flat; temporaries that a
+    killed run left in such a sub-folder are removed by the next run."""
+    src = tmp_path / "archive"
+    for p in ("top.png", "a/x.png", "b/x.png", "b/c/y.jpg"):
+        (src / p).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_noise((4, 4, 3))).save(src / p)
+    expected = ["a/x.png", "b/c/y.png", "b/x.png", "top.png"]
+
+    def written(out: Path) -> list[str]:
+        return sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+
+    deep = upscale_files([src], tmp_path / "o1", model=standin(), recursive=True)
+    assert not deep.failed and written(tmp_path / "o1") == expected
+    pattern = upscale_files([str(src / "**" / "*.*")], tmp_path / "o2", model=standin())
+    assert not pattern.failed and written(tmp_path / "o2") == expected
+    flat = upscale_files([src / "a/x.png", src / "b/x.png"], tmp_path / "o3", model=standin())
+    assert len(flat.ok) == 1 and "already produced" in flat.failed[0][1]
+    stale = tmp_path / "o1" / "b" / "c" / ".jpegsr-999999999-0badf00d.tmp"
+    stale.write_bytes(b"partial")
+    again = upscale_files([src], tmp_path / "o1", model=standin(), recursive=True,
+                          skip_existing=True)  # fmt: skip
+    assert len(again.skipped) == 4 and not stale.exists()
 
 
 def test_duplicate_output_names_reported(tmp_path):

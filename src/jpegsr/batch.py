@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import filecmp
 import glob
+import itertools
 import os
 import secrets
 import sys
@@ -101,26 +102,49 @@ def _images_in(
     return found
 
 
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob pattern starts from: its leading parts without wildcards."""
+    parts = Path(pattern).parts
+    fixed = [part for part in itertools.takewhile(lambda part: not _has_glob(part), parts)]
+    return Path(*fixed) if fixed else Path()
+
+
+@dataclass
+class Inputs:
+    """What :func:`collect_inputs` found: the image files, where each goes below the output
+    folder (``places``: the sub-folder it was found in, relative to the folder or pattern
+    named; absent = the output folder itself), and the inputs that failed or were skipped."""
+
+    files: list[Path] = field(default_factory=list)
+    places: dict[Path, Path] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+
+
 def collect_inputs(
     inputs: Iterable[str | os.PathLike[str]], recursive: bool = False, exclude: Path | None = None
-) -> tuple[list[Path], list[tuple[str, str]], list[tuple[str, str]]]:
-    """Expand files, folders and glob patterns into (images, problems, skipped).
+) -> Inputs:
+    """Expand files, folders and glob patterns into :class:`Inputs`.
 
     Files named explicitly are always tried (a wrong one fails clearly when loaded); folders
-    and patterns contribute only files with an image suffix. Repeats are skipped.
+    and patterns contribute only files with an image suffix. Repeats are skipped. Files found
+    in sub-folders (``--recursive``, ``**``) keep their sub-folder below the output folder.
     """
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    skipped: list[tuple[str, str]] = []
+    found = Inputs()
+    files, problems, skipped = found.files, found.problems, found.skipped
     seen: set[Path] = set()
 
-    def add(p: Path) -> None:
+    def add(p: Path, base: Path | None = None) -> None:
         key = p.resolve()
         if key in seen:
             skipped.append((str(p), "listed more than once"))
-        else:
-            seen.add(key)
-            files.append(p)
+            return
+        seen.add(key)
+        files.append(p)
+        if base is not None:
+            place = p.parent.relative_to(base)
+            if place != Path():
+                found.places[p] = place
 
     for raw in inputs:
         text = os.fspath(raw)
@@ -132,7 +156,7 @@ def collect_inputs(
             if not images:
                 problems.append((text, "no image files in this folder"))
             for img in images:
-                add(img)
+                add(img, p)
         elif p.exists():
             add(p)
         elif _has_glob(text):
@@ -146,11 +170,12 @@ def collect_inputs(
                     images.extend(_images_in(d, True, exclude))
             if not images:
                 problems.append((text, "no image files match this pattern"))
+            base = _glob_base(text)
             for img in images:
-                add(img)
+                add(img, base if img.is_relative_to(base) else None)
         else:
             problems.append((text, "no such file or directory"))
-    return files, problems, skipped
+    return found
 
 
 def output_path(outdir: Path, source: Path, fmt: str, suffix: str = "") -> Path:
@@ -305,15 +330,13 @@ class Batch:
         named = self.outdir / opt.output_name if opt.output_name else None
         self.summary = UpscaleSummary(outdir=self.outdir, output_file=named)
         self._log = log
-        files, problems, skipped = collect_inputs(
-            inputs, opt.recursive, exclude=self.outdir.resolve()
-        )
-        self.files = files
-        self.summary.found = len(files)
-        self.summary.skipped.extend(skipped)
-        for name, reason in problems:
+        found = collect_inputs(inputs, opt.recursive, exclude=self.outdir.resolve())
+        self.files, self.places = found.files, found.places
+        self.summary.found = len(self.files)
+        self.summary.skipped.extend(found.skipped)
+        for name, reason in found.problems:
             self._report(self.summary.failed, name, reason)
-        self.protect = [p.resolve() for p in files]
+        self.protect = [p.resolve() for p in self.files]
         self._protected = set(self.protect)  # checked once per file: a set, not the list
         self._claimed: dict[str, Path] = {}
         self._created = False
@@ -323,7 +346,14 @@ class Batch:
         tool's temporaries left in it by a killed run."""
         self._created = not self.outdir.exists()
         _prepare_outdir(self.outdir)
-        remove_stale_temporaries(self.outdir)
+        self.remove_stale_temporaries()
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove temporaries of killed runs from the output folder and the sub-folders this
+        batch writes to (never a wider search: the output folder may be any folder)."""
+        for folder in sorted({self.outdir, *(self.outdir / p for p in self.places.values())}):
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
 
     def plan(self, src: Path) -> Path | FileResult:
         """The output ``src`` is to be written to, or its result when it must not be."""
@@ -333,7 +363,8 @@ class Batch:
             if opt.output_name:
                 dst = self.outdir / opt.output_name
             else:
-                dst = output_path(self.outdir, src, opt.fmt, opt.suffix)
+                folder = self.outdir / self.places.get(src, Path())
+                dst = output_path(folder, src, opt.fmt, opt.suffix)
             refusal = _refusal(src, dst, self._protected, self._claimed, self.options)
         except Exception as exc:
             return FileResult(name, FAILED, reason=failure_reason(exc))
@@ -456,6 +487,7 @@ def _upscale_file(
             xmp=image.xmp,
         )
 
+    dst.parent.mkdir(parents=True, exist_ok=True)  # a sub-folder kept from the inputs
     try:
         return notes + save(dst, opt.overwrite)
     except ImageSaveError:

@@ -57,7 +57,6 @@ from jpegsr.batch import (
     model_picker,
     process_file,
 )
-from jpegsr.imageio import remove_stale_temporaries
 
 RETRIES = 3  # times an item is run again after its actor died
 MAX_BLOCKS = 10_000  # dataset blocks: one per work item, at most this many
@@ -170,7 +169,7 @@ def upscale_files_ray(
         report_ready()
     finally:
         bar.close()
-        remove_stale_temporaries(batch.outdir)  # left by actors killed mid-write
+        batch.remove_stale_temporaries()  # left by actors killed mid-write
         batch.finish()
     return batch.summary
 
