@@ -316,6 +316,36 @@ def test_sub_folders_of_the_inputs_are_kept_below_the_output_folder(tmp_path):
     assert len(again.skipped) == 4 and not stale.exists()
 
 
+def test_cli_dry_run_lists_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """--dry-run: one "input -> output" line per file, refusals as usual, no model loaded and
+    no output folder made; exit 1 when anything would be refused."""
+
+    def no_model(*_: object, **__: object) -> None:
+        raise AssertionError("a dry run must not load a model")
+
+    monkeypatch.setattr(up, "resolve_model", no_model)
+    parser = argparse.ArgumentParser()
+    add_upscale_arguments(parser)
+    src = tmp_path / "in"
+    for p in ("a.png", "sub/b.png"):
+        (src / p).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_noise((4, 4, 3))).save(src / p)
+    out = tmp_path / "out"
+    argv = [str(src), "--recursive", "-o", str(out), "--dry-run", "--format", "webp"]
+    assert upscale_command(parser.parse_args(argv)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"{src / 'a.png'} -> {out / 'a.webp'}",
+        f"{src / 'sub/b.png'} -> {out / 'sub/b.webp'}",
+        "jpegsr: dry run: 2 would be upscaled, 0 refused, 0 skipped; nothing written",
+    ]
+    assert not out.exists()
+    (src / "sub/a.png").write_bytes((src / "a.png").read_bytes())
+    clash = [str(src / "a.png"), str(src / "sub/a.png"), "-o", str(out), "--dry-run"]
+    assert upscale_command(parser.parse_args(clash)) == 1
+    assert "already produced" in capsys.readouterr().err and not out.exists()
+
+
 def test_duplicate_output_names_reported(tmp_path):
     Image.fromarray(_noise((4, 4, 3))).save(tmp_path / "x.png")
     Image.fromarray(_noise((4, 4, 3))).save(tmp_path / "x.jpg")

@@ -262,6 +262,26 @@ def upscale_files(
     return batch.summary
 
 
+def plan_files(
+    inputs: Sequence[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    options: BatchOptions | None = None,
+    log: Callable[[str], None] | None = None,
+    **fields: object,
+) -> UpscaleSummary:
+    """What :func:`upscale_files` would do, without loading a model or writing anything (the
+    output folder is not even created): each planned (input, output) pair in ``ok``, the
+    inputs it would refuse in ``failed`` and the ones it would keep in ``skipped``."""
+    batch = Batch(inputs, outdir, options, log, **fields)
+    for src in batch.files:
+        planned = batch.plan(src)
+        if isinstance(planned, Path):
+            batch.summary.ok.append((src, planned))
+        else:
+            batch.record(planned)
+    return batch.summary
+
+
 def model_picker(opt: BatchOptions) -> Callable[[int | None], LoadedModel]:
     """The model ``opt`` asks for, per file's JPEG quality, for one batch or one actor. Each
     model is wrapped (onnxruntime backend, self-ensemble) once, so what inference derives

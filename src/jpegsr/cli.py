@@ -241,6 +241,12 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep outputs that already exist, counted as skipped (resume a batch)",
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list where each input would be written (and what would be refused or kept) "
+        "without loading a model or writing anything",
+    )
+    parser.add_argument(
         "--self-ensemble",
         action="store_true",
         help="average over 8 flips/rotations: slightly better, 8x slower",
@@ -331,6 +337,8 @@ def stdio_problem(args: argparse.Namespace) -> str | None:
         return "--suffix applies to outputs named after their inputs, not to -o -"
     if args.engine == "ray":
         return "--engine ray reads and writes files, not standard input or output"
+    if args.dry_run:
+        return "--dry-run lists files to be written, not standard input or output"
     if args.outdir == STDIO and sys.stdout.isatty():
         return "-o - would write image data to a terminal: redirect it to a file or a pipe"
     return None
@@ -381,7 +389,7 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
     the summary line goes to ``report``."""
     from tqdm import tqdm
 
-    from jpegsr.batch import BatchOptions, OutputFolderError, upscale_files
+    from jpegsr.batch import BatchOptions, OutputFolderError, plan_files, upscale_files
     from jpegsr.weights_io import WeightsError
 
     def shown(line: str) -> str:
@@ -422,6 +430,16 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
         verb = "apply" if len(ray_only) > 1 else "applies"
         print(f"jpegsr: {' and '.join(ray_only)} only {verb} to --engine ray", file=sys.stderr)
         return EXIT_USAGE
+    if args.dry_run:  # the plan is the same whatever engine would run it
+        summary = plan_files(args.inputs, outdir, options, log=log)
+        for src, dst in summary.ok:
+            print(f"{src} -> {dst}")
+        if summary.found == 0:
+            print("jpegsr: no input images found", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"jpegsr: dry run: {len(summary.ok)} would be upscaled, {len(summary.failed)} "
+              f"refused, {len(summary.skipped)} skipped; nothing written", file=report)  # fmt: skip
+        return summary.exit_code
     try:
         if args.engine == "ray":
             from jpegsr import ray_engine
