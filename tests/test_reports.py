@@ -92,6 +92,26 @@ def test_table1_lists_each_trained_rows_budget_device_and_wall_time():
     assert not any(line.startswith(("| RCAN(M)", "| s-LWSR32", "| bicubic")) for line in lines)
 
 
+def test_table1_says_how_far_a_parked_cpu_row_has_come(tmp_path, monkeypatch):
+    """A row without results whose CPU run is parked in git (scripts/park_run.py) is listed
+    with the last iteration of its parked log; rows with nothing parked are not."""
+    from jpegsr.reports import table1
+
+    log = tmp_path / "parked/runs/table1_20k_cpu/two_stage_nocycle/train_log.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("iteration,loss\n100,0.09\n12000,0.03\n")
+    monkeypatch.chdir(tmp_path)
+    budget = next(b for b in table1.BUDGETS if b.key == "20k")
+    missing = {"two-stage, no cycle loss": "two_stage_nocycle", "RCAN": "rcan_clean"}
+    lines = table1.training_now_lines(budget, missing)
+    assert lines[2:] == [
+        "- two-stage, no cycle loss: 12,000 of 20,000 iterations "
+        "(`parked/runs/table1_20k_cpu/two_stage_nocycle/`)",
+        "",
+    ]
+    assert table1.training_now_lines(budget, {"RCAN": "rcan_clean"}) == []
+
+
 def test_no_shipped_run_is_listed_among_the_runs_not_shipped():
     """quality.md sums a shipped run's hours once, in the training sum, not again below it."""
     from jpegsr.reports import quality

@@ -5,6 +5,7 @@ paper's claims checked on our numbers, at each training budget: 20,000 iteration
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,29 @@ def check_claims(
     return lines, records
 
 
+PARKED = Path("parked")  # scripts/park_run.py keeps unfinished runs here between sessions
+
+
+def training_now_lines(budget: Budget, missing: dict[str, str]) -> list[str]:
+    """How far the rows without results (label -> row name) have come in a CPU run that
+    trains them across sessions, from the log parked with its checkpoint; none: no lines."""
+    found = []
+    for label, row in missing.items():
+        log = PARKED / "runs" / f"{budget.dir}_cpu" / row / "train_log.csv"
+        if not log.is_file():
+            continue
+        with log.open() as f:
+            done = [int(r["iteration"]) for r in csv.DictReader(f)]
+        if done:
+            found.append(f"- {label}: {done[-1]:,} of {budget.iterations} iterations "
+                         f"(`{log.parent}/`)")  # fmt: skip
+    if not found:
+        return []
+    head = ("Rows still training on the CPU across sessions (checkpoint and log kept in git "
+            "between them by `scripts/park_run.py`):")  # fmt: skip
+    return [head, "", *found, ""]
+
+
 def budget_table(budget: Budget) -> tuple[list[str], dict[str, object]]:
     """One budget's section of results/table1.md and its JSON record."""
     lines = [
@@ -137,7 +161,10 @@ def budget_table(budget: Budget) -> tuple[list[str], dict[str, object]]:
             commands.append(f"- {label}: `{ours['command']}`")
     claim_lines, claims = check_claims(table, [*CLAIMS, *budget.extra_claims])
     trained = {k: table[k]["training"] for k in rows if table[k]["ours"]}
-    lines += ["", *training_lines(trained), "", *claim_lines, "", "Commands:", "", *commands, ""]
+    missing = {k: Path(v).stem for k, v in ROWS.items()
+               if "{dir}" in v and "(M)" not in k and not table[k]["ours"]}  # fmt: skip
+    lines += ["", *training_lines(trained), "", *training_now_lines(budget, missing),
+              *claim_lines, "", "Commands:", "", *commands, ""]  # fmt: skip
     return lines, table | {"claims": claims}
 
 
