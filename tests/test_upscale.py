@@ -451,6 +451,28 @@ def test_cli_refuses_image_data_on_a_terminal(monkeypatch, cli, tmp_path, capsys
     assert "would write image data to a terminal" in capsys.readouterr().err
 
 
+def test_cli_output_quality_sets_the_encoders_quality(tmp_path, cli, capsys):
+    """--output-quality Q: JPEG outputs carry quantisation tables of quality Q (default 95),
+    WebP ones get smaller; for PNG it is a one-line usage error."""
+    from jpegsr.imageio import jpeg_quality
+
+    src = tmp_path / "a.png"
+    Image.fromarray(_noise((16, 16, 3))).save(src)
+    found = {}
+    for q in (None, 40):
+        out = tmp_path / f"q{q}"
+        extra = [] if q is None else ["--output-quality", str(q)]
+        assert cli(str(src), "-o", str(out), "--format", "jpg", *extra) == 0
+        with Image.open(out / "a.jpg") as im:
+            found[q] = jpeg_quality(im)
+        assert cli(str(src), "-o", str(out), "--format", "webp", *extra) == 0
+        found[f"webp{q}"] = (out / "a.webp").stat().st_size
+    assert found[None] == 95 and found[40] == 40 and found["webp40"] < found["webpNone"]
+    capsys.readouterr()
+    assert cli(str(src), "-o", str(tmp_path / "p"), "--output-quality", "40") == 2
+    assert "PNG is lossless" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
 def test_cli_bomb_limit_and_override(tmp_path, cli):
     src = tmp_path / "a.png"
     Image.fromarray(_noise((16, 16, 3))).save(src)

@@ -213,6 +213,7 @@ class BatchOptions:
     backend: str = "torch"  # torch | onnxruntime (the model exported to ONNX first)
     self_ensemble: bool = False
     fmt: str = "png"  # png | webp | jpg
+    output_quality: int | None = None  # JPEG/WebP encoder quality (None: 95)
     suffix: str = ""
     output_name: str | None = None  # the one output's file name (`-o NAME.png` with one input)
     overwrite: bool = False  # replace existing outputs
@@ -343,6 +344,8 @@ class Batch:
         fmt = opt.fmt.lower()
         if fmt not in SAVE_FORMATS:
             raise ValueError(f"unsupported output format {fmt!r} (use png, webp or jpg)")
+        if opt.output_quality is not None and (fmt == "png" or not 1 <= opt.output_quality <= 100):
+            raise ValueError("an output quality (1..100) applies to jpg and webp, not png")
         self.options = dataclasses.replace(opt, fmt=fmt)
         if opt.output_name and (len(inputs) != 1 or not Path(inputs[0]).is_file()):
             raise ValueError("an output file name takes exactly one input file")
@@ -505,6 +508,7 @@ def _upscale_file(
             overwrite=overwrite,
             protect=protect,
             xmp=image.xmp,
+            quality=opt.output_quality,
         )
 
     dst.parent.mkdir(parents=True, exist_ok=True)  # a sub-folder kept from the inputs

@@ -231,6 +231,13 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
         help="output format (default: png)",
     )
     parser.add_argument(
+        "--output-quality",
+        type=_jpeg_quality,
+        default=None,
+        metavar="Q",
+        help="JPEG or WebP encoder quality of the outputs, 1..100 (default 95; PNG is lossless)",
+    )
+    parser.add_argument(
         "--suffix", default="", metavar="TEXT", help="appended to each output file's stem"
     )
     existing = parser.add_mutually_exclusive_group()
@@ -405,6 +412,10 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
         print(f"jpegsr: {shown(target)}", file=sys.stderr)
         return EXIT_USAGE
     outdir, output_name, fmt = target
+    if args.output_quality is not None and fmt == "png":
+        print("jpegsr: --output-quality applies to jpg and webp outputs; PNG is lossless",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     options = BatchOptions(
         model=args.model,
         assume_quality=args.quality,
@@ -416,6 +427,7 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
         backend=args.backend,
         self_ensemble=args.self_ensemble,
         fmt=fmt,
+        output_quality=args.output_quality,
         suffix=args.suffix,
         output_name=output_name,
         overwrite=args.overwrite,

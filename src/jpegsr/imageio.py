@@ -486,8 +486,12 @@ def save_image(
     overwrite: bool = False,
     protect: Iterable[str | Path] = (),
     xmp: bytes | None = None,
+    quality: int | None = None,
 ) -> list[str]:
     """Write an image atomically (temp file + ``os.replace``); returns warnings.
+
+    ``quality`` (1..100) is the JPEG or WebP encoder's quality (default 95); PNG is lossless
+    and takes none.
 
     Refuses an existing ``path`` unless ``overwrite``, and any path in ``protect`` (the inputs)
     even with ``overwrite``. JPEG has no alpha, so transparent pixels are flattened on white;
@@ -500,6 +504,8 @@ def save_image(
     pil_format = SAVE_FORMATS.get(name)
     if pil_format is None:
         raise ImageSaveError(f"unsupported output format {name!r} (use png, webp or jpg)")
+    if quality is not None and (pil_format == "PNG" or not 1 <= quality <= 100):
+        raise ValueError("an output quality (1..100) applies to JPEG and WebP, not PNG")
     for p in protect:
         if _same_file(path, Path(p)):
             raise ImageSaveError("refusing to write over an input file")
@@ -533,9 +539,9 @@ def save_image(
     elif xmp:
         params["xmp"] = xmp
     if pil_format == "JPEG":
-        params.update(quality=JPEG_QUALITY, subsampling=0)
+        params.update(quality=quality or JPEG_QUALITY, subsampling=0)
     elif pil_format == "WEBP":
-        params.update(quality=WEBP_QUALITY)
+        params.update(quality=quality or WEBP_QUALITY)
     elif pil_format == "PNG":
         params.update(compress_level=PNG_COMPRESS_LEVEL)
 
