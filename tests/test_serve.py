@@ -57,12 +57,31 @@ def test_good_jpeg_comes_back_four_times_larger(client):
 
 
 def test_output_size_fields(client):
-    for data, size in (({"outscale": "2"}, (64, 48)), ({"width": "40"}, (40, 30)),
-                       ({"height": "30", "method": "bicubic"}, (40, 30))):  # fmt: skip
+    cases = (
+        ({"outscale": "2"}, (64, 48), "p_x2.png"),
+        ({"width": "40"}, (40, 30), "p_40x30.png"),
+        ({"height": "30", "method": "bicubic"}, (40, 30), "p_40x30.png"),
+    )
+    for data, size, name in cases:
         r = client.post("/api/upscale", files={"file": ("p.jpg", _jpeg())}, data=data)
         assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == size
+        assert r.headers["x-output-size"] == f"{size[0]}x{size[1]}"
+        assert f'filename="{name}"' in r.headers["content-disposition"]
     r = client.post("/api/upscale", files={"file": ("p.jpg", _jpeg())}, data={"width": "500"})
     assert r.status_code == 400 and "width must be in 1..128" in r.json()["detail"]
+
+
+def test_output_quality_field_for_webp(client):
+    sizes = {}
+    for q in ("95", "30"):
+        data = {"format": "webp", "output_quality": q}
+        r = client.post("/api/upscale", files={"file": ("p.jpg", _jpeg())}, data=data)
+        assert r.status_code == 200
+        sizes[q] = len(r.content)
+    assert sizes["30"] < sizes["95"]
+    r = client.post("/api/upscale", files={"file": ("p.jpg", _jpeg())},
+                    data={"output_quality": "30"})  # fmt: skip
+    assert r.status_code == 400 and "png is lossless" in r.json()["detail"]
 
 
 def test_health_models_and_openapi(client):

@@ -78,6 +78,7 @@ def _status_for(message: str) -> int:
 def _upscale_file(
     src: Path, folder: Path, model: str, quality: int | None, fmt: str, method: str,
     opt: ServeOptions, size: dict[str, float | int | None] | None = None,
+    output_quality: int | None = None,
 ) -> tuple[Path, dict[str, str]]:  # fmt: skip
     """Load, upscale (or bicubic) and save one upload; returns the output and its headers."""
     image = load_image(src, opt.max_pixels)
@@ -103,11 +104,12 @@ def _upscale_file(
         used = loaded.source and Path(loaded.source).stem
     out = folder / f"result.{fmt}"
     notes = save_image(out, pixels, alpha, image.icc_profile, image.exif, format=fmt,
-                       xmp=image.xmp)  # fmt: skip
+                       xmp=image.xmp, quality=output_quality)  # fmt: skip
     headers = {
         "X-JPEG-Quality": "unknown" if detected is None else str(detected),
         "X-Model": str(used),
         "X-Input-Size": f"{image.width}x{image.height}",
+        "X-Output-Size": f"{pixels.shape[1]}x{pixels.shape[0]}",
         "X-Warnings": "; ".join([*image.warnings, *notes])[:500],
     }
     return out, headers
@@ -149,6 +151,9 @@ def create_app(opt: ServeOptions | None = None) -> FastAPI:
         outscale: Annotated[float | None, Form(description="output scale, 0 < S <= 4")] = None,
         width: Annotated[int | None, Form(description="output width, aspect kept")] = None,
         height: Annotated[int | None, Form(description="output height, aspect kept")] = None,
+        output_quality: Annotated[
+            int | None, Form(description="WebP encoder quality, 1..100 (default 95)")
+        ] = None,
     ) -> Response:
         if format not in FORMATS:
             raise HTTPException(400, f"format must be png or webp, not {format!r}")
@@ -156,6 +161,8 @@ def create_app(opt: ServeOptions | None = None) -> FastAPI:
             raise HTTPException(400, f"method must be jpegsr or bicubic, not {method!r}")
         if quality is not None and not 1 <= quality <= 100:
             raise HTTPException(400, f"quality must be in 1..100, not {quality}")
+        if output_quality is not None and (format == "png" or not 1 <= output_quality <= 100):
+            raise HTTPException(400, "output_quality (1..100) applies to webp; png is lossless")
         if not jobs.admit():
             return JSONResponse({"detail": "busy: too many images in progress, retry shortly"},
                                 status_code=503, headers={"Retry-After": "2"})  # fmt: skip
@@ -177,12 +184,16 @@ def create_app(opt: ServeOptions | None = None) -> FastAPI:
                         jobs.pool, _upscale_file, src, folder, model or opt.model, quality,
                         format, method, opt,
                         {"outscale": outscale, "width": width, "height": height},
+                        output_quality,
                     )  # fmt: skip
                 except ImageLoadError as exc:
                     raise HTTPException(_status_for(str(exc)), str(exc)) from None
                 except (ImageSaveError, WeightsError, ValueError) as exc:
                     raise HTTPException(400, str(exc).splitlines()[0]) from None
-                name = Path(file.filename or "image").stem + f"_x4.{format}"
+                scale = f"x{outscale:g}" if outscale else "x4"  # the size asked for, in the name
+                if width or height:
+                    scale = headers["X-Output-Size"]
+                name = Path(file.filename or "image").stem + f"_{scale}.{format}"
                 headers["Content-Disposition"] = f'attachment; filename="{_ascii(name)}"'
                 return Response(out.read_bytes(), media_type=FORMATS[format], headers=headers)
         finally:
