@@ -22,3 +22,17 @@ def test_train_with_a_bad_config_is_one_line(tmp_path, capsys):
     assert "unknown key" in err and len(err.strip().splitlines()) == 1
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
+
+
+def test_python_dash_m_jpegsr_is_the_command_line():
+    import subprocess
+    import sys
+
+    import jpegsr
+
+    run = subprocess.run([sys.executable, "-m", "jpegsr", "--version"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == f"jpegsr {jpegsr.__version__}"
+    bad = subprocess.run([sys.executable, "-m", "jpegsr", "upscale"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "required: INPUT" in bad.stderr
