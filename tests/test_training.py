@@ -350,6 +350,26 @@ def test_a_signal_stops_training_with_a_checkpoint_where_it_stopped(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_stop_request_leaves_signals_alone_where_it_cannot_stop_cleanly():
+    """Off for distributed ranks and outside the main thread (Python only delivers signals
+    there): the handlers stay as they were; on, it restores them when the loop ends."""
+    import threading
+
+    from jpegsr.train import StopRequest
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopRequest(enabled=False) as off:
+        assert not off.enabled and signal.getsignal(signal.SIGINT) is before
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(StopRequest().enabled))
+    worker.start()
+    worker.join()
+    assert seen == [False]
+    with StopRequest() as on:
+        assert signal.getsignal(signal.SIGTERM) == on._handle
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_torchrun_two_ranks(tmp_path):
     cfg = _tiny_config(tmp_path, "ddp", iterations=6, threads=0)
     env = dict(os.environ, OMP_NUM_THREADS="1")
