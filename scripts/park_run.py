@@ -11,8 +11,8 @@ copies what exact resumption needs into ``parked/`` (tracked), unparking copies 
 ``park`` copies the run's ``checkpoint.pt`` (model, EMA, optimizer, iteration, wall time),
 ``config.yaml`` and its CSV logs to ``parked/<run path>/`` and stages them. ``unpark`` never
 replaces a checkpoint that is as far along or further. A parked checkpoint is tracked, so it
-travels to a lent GPU with the working tree (64 MiB cap): ``unpark --drop`` before packing
-training images for a lease.
+travels to a lent GPU with the working tree (64 MiB cap): ``unpark --drop`` (and commit)
+before a lease; ``pack_training_images.py`` leaves it out of its budget and says so.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def test_park_and_unpark_round_trip_through_git(tmp_path, capsys, monkeypatch):
     assert (run / "checkpoint.pt").read_bytes() == original
     assert (run / "train_log.csv").read_text() == "iteration,loss\n3000,0.1\n"
 
-    # while parked, the checkpoint would travel to a lent GPU: packing for a lease refuses
+    # while parked, the checkpoint would travel to a lent GPU: packing counts it apart
     spec = importlib.util.spec_from_file_location("pack", REPO / "scripts/pack_training_images.py")
     pack = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pack)
