@@ -249,19 +249,24 @@ def _train_cmd(config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "jpegsr.cli", "train", str(config), "--no-progress", *extra]
 
 
-def test_resume_after_kill_gives_identical_losses(tmp_path):
-    ref_cfg = _tiny_config(tmp_path, "ref")
-    subprocess.run(_train_cmd(ref_cfg), check=True, cwd=tmp_path)
-    cfg = _tiny_config(tmp_path, "killed")
-    run_dir = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen(_train_cmd(cfg), cwd=tmp_path)
+def _wait_past_iteration_10(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Wait until a training process has logged past iteration 10, still running."""
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         log = run_dir / "train_log.csv"
         if log.exists() and len(log.read_text().splitlines()) > 11:  # past iteration 10
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
+    assert proc.poll() is None, "training ended before it could be interrupted"
+
+
+def test_resume_after_kill_gives_identical_losses(tmp_path):
+    ref_cfg = _tiny_config(tmp_path, "ref")
+    subprocess.run(_train_cmd(ref_cfg), check=True, cwd=tmp_path)
+    cfg = _tiny_config(tmp_path, "killed")
+    run_dir = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen(_train_cmd(cfg), cwd=tmp_path)
+    _wait_past_iteration_10(proc, run_dir)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # without --resume an existing run is refused, nothing is overwritten
@@ -326,13 +331,7 @@ def test_a_signal_stops_training_with_a_checkpoint_where_it_stopped(tmp_path):
         cfg = _tiny_config(tmp_path, sig.name, checkpoint_every=1000)
         run_dir = tmp_path / "runs" / sig.name
         proc = subprocess.Popen(_train_cmd(cfg), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            log = run_dir / "train_log.csv"
-            if log.exists() and len(log.read_text().splitlines()) > 11:  # past iteration 10
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "training ended before it could be stopped"
+        _wait_past_iteration_10(proc, run_dir)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 128 + sig, err
