@@ -42,12 +42,12 @@ def test_park_and_unpark_round_trip_through_git(tmp_path, capsys, monkeypatch):
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     (repo / ".gitignore").write_text("runs/\n*.pt\n")
     run = _run(repo, 3000)
-    original = (run / "checkpoint.pt").read_bytes()
+    original = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
     assert park_run.main(["--repo", str(repo), "park", str(run)]) == 0
     assert "at iteration 3000" in capsys.readouterr().out
     assert set(_tracked(repo)) == {
-        "parked/runs/table/row/checkpoint.pt",
+        "parked/runs/table/row/checkpoint.safetensors",
         "parked/runs/table/row/config.yaml",
         "parked/runs/table/row/train_log.csv",
     }
@@ -61,7 +61,8 @@ def test_park_and_unpark_round_trip_through_git(tmp_path, capsys, monkeypatch):
     run.rmdir()
     assert park_run.main(["--repo", str(repo), "unpark"]) == 0
     assert "unparked runs/table/row at iteration 3000" in capsys.readouterr().out
-    assert (run / "checkpoint.pt").read_bytes() == original
+    restored = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert restored["iteration"] == 3000 and torch.equal(restored["model"]["w"], original["w"])
     assert (run / "train_log.csv").read_text() == "iteration,loss\n3000,0.1\n"
 
     # while parked, the checkpoint would travel to a lent GPU: packing counts it apart
