@@ -808,3 +808,26 @@ def test_a_table1_cpu_row_is_its_gpu_row_on_the_cpu():
         for key in ("device", "cuda_graph", "out_dir"):
             cpu.pop(key), gpu.pop(key)
         assert cpu == gpu
+
+
+def test_denoised_input_feeds_the_benchmarks_dncnn_output_and_trains(tmp_path):
+    """input: denoised (the (M) rows, trained on pre-denoised JPEGs as the paper's section
+    4.2.2): the network's input is exactly what `dncnn+` feeds it at test time, for training
+    and validation alike; clean LR and HR stay as they were; a run trains on it."""
+    from jpegsr.denoisers import make_denoiser
+
+    data = {**yaml.safe_load(_tiny_config(tmp_path, "x").read_text())["data"], "qualities": [20]}
+    plain = load_config(_tiny_config(tmp_path, "plain", data=data))
+    denoised = load_config(_tiny_config(tmp_path, "m", data={**data, "input": "denoised"}))
+    (train0, val0), (train1, val1) = load_data(plain), load_data(denoised)
+    dncnn = make_denoiser("dncnn")
+    for a, b in zip([*train0, *val0], [*train1, *val1], strict=True):
+        assert np.array_equal(a.lr, b.lr) and np.array_equal(a.hr, b.hr)
+        assert np.array_equal(b.compressed[20], dncnn(a.compressed[20]))
+        assert not np.array_equal(b.compressed[20], a.compressed[20])
+    model = _tiny_config(tmp_path, "m_run", model="slwsr16", iterations=4, val_every=4,
+                         loss={"recover": 0.0, "sr": 1.0, "cycle": 0.0},
+                         data={**data, "input": "denoised"})  # fmt: skip
+    subprocess.run(_train_cmd(model), check=True, capture_output=True)
+    loaded = load_model(tmp_path / "runs" / "m_run" / "model.safetensors")
+    assert loaded.metadata["input"] == "denoised" and loaded.metadata["iterations"] == "4"

@@ -25,8 +25,9 @@ class DataConfig:
     # Oversampling the low qualities is one of issue #12's recipe levers.
     quality_weights: list[float] = field(default_factory=list)
     # what the network is fed: "compressed" JPEG LR (the paper's setting), "clean" LR (the
-    # clean-trained Table 1 rows)
-    input: Literal["compressed", "clean"] = "compressed"
+    # clean-trained Table 1 rows), or "denoised": the JPEG LR pre-denoised by our DnCNN (the
+    # (M) rows: the paper trains its SR model on pre-denoised inputs, section 4.2.2)
+    input: Literal["compressed", "clean", "denoised"] = "compressed"
     lr_patch: int = 48
     # extra copies of each training image downscaled by these factors before degradation
     # (scale augmentation: more distinct content from a small set); 1.0 is the image itself

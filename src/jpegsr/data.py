@@ -6,7 +6,7 @@ reproduces exactly the batches an uninterrupted run would have seen, with no sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +74,17 @@ def build_triplets(
             compressed = {q: jpeg_roundtrip(lr, q) for q in qualities}
             triplets.append(Triplet(lr=lr, hr=hr, compressed=compressed))
     return triplets
+
+
+def map_compressed(
+    triplets: Iterable[Triplet], fn: Callable[[np.ndarray], np.ndarray]
+) -> list[Triplet]:
+    """The triplets with ``fn`` applied to every compressed LR image (e.g. a pre-denoiser:
+    the network is then fed ``fn(JPEG)``); clean LR and HR are kept."""
+    return [
+        Triplet(lr=t.lr, hr=t.hr, compressed={q: fn(im) for q, im in t.compressed.items()})
+        for t in triplets
+    ]
 
 
 def _shrink(image: np.ndarray, factor: float) -> np.ndarray:

@@ -36,8 +36,10 @@ from jpegsr.data import (
     TripletStore,
     build_triplets,
     list_images,
+    map_compressed,
     split_train_val,
 )
+from jpegsr.denoisers import DEFAULT_DENOISER, make_denoiser
 from jpegsr.metrics import PSNR
 from jpegsr.perf import cpu_model
 from jpegsr.train_step import TrainStep
@@ -81,6 +83,9 @@ def load_data(config: TrainConfig) -> tuple[list[Triplet], list[Triplet]]:
     val = build_triplets(val_paths, config.data.scale, [config.data.val_quality], 8)
     if not train:
         raise DataError(f"no training image is at least {config.data.lr_patch} px after downscale")
+    if config.data.input == "denoised":  # the (M) rows: the same DnCNN as `dncnn+` at test
+        denoise = make_denoiser(DEFAULT_DENOISER)
+        train, val = map_compressed(train, denoise), map_compressed(val, denoise)
     return train, val
 
 
@@ -92,7 +97,7 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
     psnr = PSNR(border=config.data.scale)
     scores = []
     for t in val:
-        src = t.compressed[config.data.val_quality] if config.data.input == "compressed" else t.lr
+        src = t.lr if config.data.input == "clean" else t.compressed[config.data.val_quality]
         x = torch.from_numpy(src.copy()).permute(2, 0, 1)[None].float().to(config.device) / 255
         with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.bf16):
             sr = descriptor.sr(model(x)).float().cpu()

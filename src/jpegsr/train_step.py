@@ -145,7 +145,7 @@ class TrainStep:
         """Forward, losses, backward, Adam and EMA on uint8 ``pixels``: what a graph captures."""
         cfg = self.config
         batch = {k: to_unit_float(v) for k, v in pixels.items()}
-        x = batch["lq"] if cfg.data.input == "compressed" else batch["lr"]
+        x = batch["lr"] if cfg.data.input == "clean" else batch["lq"]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         recovered, sr = self._run(x)
