@@ -36,7 +36,7 @@ rows=("$@")
 if [ ${#rows[@]} -eq 0 ]; then
   # the rows the claims turn on first (two-stage with and without the cycle loss, C-JPG)
   for c in "$configs"/two_stage_cycle.yaml "$configs"/two_stage_nocycle.yaml \
-           "$configs"/slwsr32_cjpg.yaml "$configs"/*.yaml; do
+           "$configs"/slwsr32_cjpg.yaml "$configs"/slwsr32_denoised.yaml "$configs"/*.yaml; do
     row=$(basename "$c" .yaml)
     [ -f "$c" ] && [ ! -f "results/table1_20k/$row.json" ] && [[ " ${rows[*]} " != *" $row "* ]] \
       && rows+=("$row")

@@ -85,11 +85,13 @@ def test_table1_lists_each_trained_rows_budget_device_and_wall_time():
     training = {"run": "rcan_clean", "iterations": "20000", "batch_size": "16", "lr_patch": "48",
                 "wall_seconds": "5400", "device": "cuda", "machine": "NVIDIA H200"}  # fmt: skip
     # label -> the "training" record of the row's benchmark JSON (rows not run are absent)
-    trained = {"RCAN": training, "RCAN(M)": training, "DBPN": None, "bicubic": training}
+    m_row = {**training, "run": "rcan_denoised", "wall_seconds": "6000"}
+    trained = {"RCAN": training, "RCAN(M)": m_row, "DBPN": None, "bicubic": training}
     lines = table1.training_lines(trained)
     assert "| RCAN | 20,000 | 16 x 48 px | cuda | NVIDIA H200 | 90 min |" in lines
+    assert "| RCAN(M) | 20,000 | 16 x 48 px | cuda | NVIDIA H200 | 100 min |" in lines  # trained
     assert "| DBPN | not recorded | | | | |" in lines
-    assert not any(line.startswith(("| RCAN(M)", "| s-LWSR32", "| bicubic")) for line in lines)
+    assert not any(line.startswith(("| s-LWSR32", "| bicubic")) for line in lines)
 
 
 def test_table1_says_how_far_a_parked_cpu_row_has_come(tmp_path, monkeypatch):
