@@ -1,4 +1,5 @@
-"""The "(M)" pre-denoisers: run on the compressed input before a clean-trained model.
+"""The "(M)" pre-denoisers: run on the compressed input before an SR model (Table 1's (M)
+rows train that model on the denoised input too: ``data.input: denoised``).
 
 The paper pre-denoises with MATLAB 2018's default, the pretrained DnCNN
 (``denoisingNetwork('DnCNN')``), applied to each RGB channel as MathWorks' colour example does.
