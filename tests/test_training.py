@@ -831,3 +831,31 @@ def test_denoised_input_feeds_the_benchmarks_dncnn_output_and_trains(tmp_path):
     subprocess.run(_train_cmd(model), check=True, capture_output=True)
     loaded = load_model(tmp_path / "runs" / "m_run" / "model.safetensors")
     assert loaded.metadata["input"] == "denoised" and loaded.metadata["iterations"] == "4"
+
+
+def test_table1_script_benchmarks_each_row_as_it_was_trained(tmp_path):
+    """scripts/table1.sh (a stand-in `jpegsr` records its calls): a clean-trained row is
+    benchmarked on the JPEG and, as 'DnCNN at test only', on denoised input; an (M) row
+    (*_denoised, trained on denoised input) only on denoised input; then the table is built."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "jpegsr"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "calls.txt"}\n')
+    fake.chmod(0o755)
+    for row in ("slwsr32_clean", "slwsr32_denoised"):
+        (tmp_path / "runs/table1_20k" / row).mkdir(parents=True)
+        (tmp_path / "runs/table1_20k" / row / "model.safetensors").write_bytes(b"")
+    env = dict(os.environ, BUDGET="20k", PATH=f"{bin_dir}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", str(REPO / "scripts" / "table1.sh"), "slwsr32_clean",
+                          "slwsr32_denoised"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    calls = [c.split() for c in (tmp_path / "calls.txt").read_text().splitlines()]
+    benchmarked = {c[c.index("--json") + 1]: c[c.index("--method") + 1] for c in calls[:-1]}
+    weights = "runs/table1_20k/{}/model.safetensors"
+    assert benchmarked == {
+        "results/table1_20k/slwsr32_clean.json": weights.format("slwsr32_clean"),
+        "results/table1_20k/slwsr32_clean_M.json": "dncnn+" + weights.format("slwsr32_clean"),
+        "results/table1_20k/slwsr32_denoised.json": "dncnn+" + weights.format("slwsr32_denoised"),
+    }
+    assert calls[-1] == ["report", "table1"]
