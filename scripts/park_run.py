@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from jpegsr.train import save_checkpoint  # torch.save, written atomically
+
 REPO = Path(__file__).resolve().parent.parent
 PARKED = "parked"
 LOGS = ("config.yaml", "train_log.csv", "val_log.csv")
@@ -77,10 +79,7 @@ def restore_checkpoint(stored: Path, out: Path) -> None:
 
     with safe_open(str(stored), "pt") as f:
         skeleton = json.loads(f.metadata()["checkpoint"])
-    state = _join(skeleton, load_file(str(stored)))
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out)
+    save_checkpoint(out, _join(skeleton, load_file(str(stored))))
 
 
 def parked_iteration(stored: Path) -> int:
