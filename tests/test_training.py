@@ -729,6 +729,30 @@ def test_train_speed_keeps_each_machines_rows():
     ]
 
 
+def test_train_speed_marks_targets_under_the_conv_floor():
+    """benchmarks/train_speed.py: the conv floor is the step's convolution FLOPs over the
+    matmul rate, and a target below it is marked as such; one above it is not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ts", REPO / "benchmarks/train_speed.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+
+    def row(machine: str, matmul: float) -> dict:
+        return {"device": "cpu", "machine": machine, "date": "d", "compile": False,
+                "batch": 16, "patch": 48, "ms_per_iter": 500.0, "samples_per_s": 32.0,
+                "data_share": 0.01, "conv_tflop_per_iter": 0.3, "conv_tflops": 0.6,
+                "matmul_tflops": matmul}  # fmt: skip
+
+    slow, fast = row("slow", 1.0), row("fast", 2.0)
+    assert ts.conv_floor_ms(slow) == pytest.approx(300.0)
+    assert ts.conv_floor_ms(fast) == pytest.approx(150.0)
+    table = [ln for ln in ts.render([slow, fast]).splitlines() if ln.startswith("| cpu |")]
+    lines = {ln.split(" | ")[1]: ln for ln in table}
+    assert "| 300.0 | <= 250 ms: **no** (under the floor) |" in lines["slow"]
+    assert "| 150.0 | <= 250 ms: **no** |" in lines["fast"]
+
+
 def test_grow_model_starts_as_its_source_and_refuses_misfits(tmp_path):
     """scripts/grow_model.py: the grown model computes exactly the source's function; a target
     that adds nothing, or has no place for the source's tensors, is refused in one line."""
