@@ -320,6 +320,8 @@ def main() -> int:
     args = parser.parse_args()
     json_path = args.out.with_suffix(".json")
     if args.render:
+        if not json_path.exists():
+            parser.error(f"--render: no {json_path} to render")
         rows = json.loads(json_path.read_text())["rows"]
         args.out.with_suffix(".md").write_text(render(rows))
         return 0
