@@ -33,6 +33,16 @@ from jpegsr.weights_io import load_model, save_weights
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _script(relpath: str):
+    """A repository script (not a package module) loaded as a module, for its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(relpath).stem, REPO / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _images(folder: Path, n: int = 8, size: int = 64) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -663,11 +673,7 @@ def test_fit_without_extras_packs_the_training_split_that_table1_20k_trains_on(t
 
 
 def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pack", REPO / "scripts/pack_training_images.py")
-    pack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pack)
+    pack = _script("scripts/pack_training_images.py")
     files = []
     for i in range(10):
         files.append(tmp_path / f"f{i}")
@@ -680,11 +686,7 @@ def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
 def test_train_speed_profile_names_where_the_step_spends_its_time():
     """benchmarks/train_speed.py --profile: the eager step's operators by self time, with
     the convolutions (forward and backward) among them, rendered as a table."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ts", REPO / "benchmarks/train_speed.py")
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
+    ts = _script("benchmarks/train_speed.py")
     rng = np.random.default_rng(0)
     triplets = []
     for _ in range(2):
@@ -705,11 +707,7 @@ def test_train_speed_profile_names_where_the_step_spends_its_time():
 def test_train_speed_keeps_each_machines_rows():
     """benchmarks/train_speed.py: a run replaces only the rows it remeasured on the same
     machine; another CPU's or GPU's rows of the same shape stay."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ts", REPO / "benchmarks/train_speed.py")
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
+    ts = _script("benchmarks/train_speed.py")
 
     def row(device: str, machine: str, ms: float, compile_: object = False) -> dict:
         return {"device": device, "machine": machine, "compile": compile_, "batch": 16,
@@ -732,11 +730,7 @@ def test_train_speed_keeps_each_machines_rows():
 def test_train_speed_marks_targets_under_the_conv_floor():
     """benchmarks/train_speed.py: the conv floor is the step's convolution FLOPs over the
     matmul rate, and a target below it is marked as such; one above it is not."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ts", REPO / "benchmarks/train_speed.py")
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
+    ts = _script("benchmarks/train_speed.py")
 
     def row(machine: str, matmul: float) -> dict:
         return {"device": "cpu", "machine": machine, "date": "d", "compile": False,
