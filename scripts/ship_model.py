@@ -25,6 +25,7 @@ from jpegsr.reports.cards import benchmark_section
 from jpegsr.reports.common import write_atomic
 
 WEIGHTS = Path("src/jpegsr/weights")
+VALIDATION = Path("results/validation")
 EXTRA_TERMS = (
     "The extra photos (`.extra_photos/train`, fetched by `scripts/fetch_extra_photos.py`) are "
     "from Debian wallpaper packages under CC0-1.0, CC-BY-4.0, CC-BY-SA-3.0/4.0 or GPL-2+; "
@@ -125,6 +126,34 @@ def data_counts(config: dict) -> tuple[int, int, int]:
     return len(paths), used, len(val)
 
 
+def validation_line(config: dict, val: list[dict]) -> str:
+    """The card's validation line: the run's own val log (Y-PSNR on its held-out training
+    images), or, for a run that held none out (``val_count: 0``), the paired comparison
+    with the model it started from that `jpegsr validate` wrote (``results/validation/``)."""
+    if val:
+        return (
+            f"- **Validation** (Y-PSNR on the held-out training images, q="
+            f"{config['data']['val_quality']}): "
+            + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val)
+        )
+    run, start = config["name"], config.get("init_from")
+    paired = VALIDATION / f"{run}_vs_{start}.json"
+    if not paired.exists():
+        raise SystemExit(
+            f"error: {run} has no val_log.csv and no {paired}: run `jpegsr validate "
+            f"RUN/model.safetensors --label {run} --against {start}` first"
+        )
+    result = json.loads(paired.read_text())
+    gains = ", ".join(
+        f"q={g['quality']} {g['mean_db']:+.4f} ± {g['se_db']:.4f} dB" for g in result["gains"]
+    )
+    return (
+        f"- **Validation**: none during training (`val_count: 0`); against "
+        f"`{result['reference']}` on {result['gains'][0]['n']} validation images (paired Y-PSNR "
+        f"gain ± standard error, `{paired}`): {gains}."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -140,17 +169,19 @@ def main() -> None:
                     help="model_metadata.json of the unshipped runs before the init run, "
                     "newest first (init2_, init3_... keys: their cost counts too)")  # fmt: skip
     args = ap.parse_args()
+    config = yaml.safe_load((args.run / "config.yaml").read_text())
+    val_log = args.run / "val_log.csv"
+    validation = validation_line(
+        config, list(csv.DictReader(val_log.open())) if val_log.exists() else []
+    )
     dst = WEIGHTS / f"{args.name}.safetensors"
     if args.from_checkpoint:
         export_checkpoint(args.run, dst)
     else:
         shutil.copyfile(args.run / "model.safetensors", dst)
-    config = yaml.safe_load((args.run / "config.yaml").read_text())
     add_lineage(dst, config, args.earlier)
     with safe_open(str(dst), framework="pt") as f:
         meta = dict(f.metadata())
-    with (args.run / "val_log.csv").open() as f:
-        val = list(csv.DictReader(f))
     d = config["data"]
     found, used, held_out = data_counts(config)
     on_gpu = config.get("device") == "cuda"
@@ -183,7 +214,7 @@ def main() -> None:
         f"- **Wall time**: {int(meta['wall_seconds']) / 3600:.2f} h on {meta['machine']}"
         + (
             ""
-            if "cpu_model" in meta or on_gpu
+            if "cpu_model" in meta or on_gpu or cpu_model() in meta["machine"]
             else f" ({cpu_model()}, read when shipping on the training machine; no GPU)"
         )
         + ".",
@@ -218,8 +249,7 @@ def main() -> None:
             if f"init{i}_run" in meta
         ),
         *([f"- **Note**: {args.note}"] if args.note else []),
-        "- **Validation** (Y-PSNR on the held-out training images, q="
-        f"{d['val_quality']}): " + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val),
+        validation,
         "",
         *benchmark_section(args.name),
         "",

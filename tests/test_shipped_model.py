@@ -68,7 +68,9 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
     assert np.abs(whole - tiled).max() <= tolerance
 
 
-@pytest.mark.parametrize("name", ["blind", "blind_long", "blind_photos", "blind_photos2"])
+@pytest.mark.parametrize(
+    "name", ["blind", "blind_long", "blind_photos", "blind_photos2", "blind_photos3"]
+)
 def test_blind_models_are_shipped_with_a_card(name):
     loaded = jpegsr.load_model(name)
     assert loaded.descriptor.scale == 4 and loaded.descriptor.two_stage
@@ -104,6 +106,22 @@ def test_second_photo_model_is_fine_tuned_from_the_first_with_more_photos():
     assert "init_run" not in meta  # its init is shipped: blind_photos' card holds that cost
     card = Path(loaded.source).with_suffix(".md").read_text()
     assert "Fine-tuned from**: `blind_photos`" in card and "budgie-backgrounds" in card
+
+
+def test_restarted_model_cites_its_paired_validation_against_its_start():
+    """blind_photos3: blind_photos2 restarted at a higher lr; trained with no held-out images,
+    so its card quotes the paired comparison `jpegsr validate` wrote, not a val log."""
+    import json
+
+    loaded = jpegsr.load_model("blind_photos3")
+    meta = loaded.metadata
+    assert meta["run"] == "lever_restart_cpu" and "init_run" not in meta
+    card = Path(loaded.source).with_suffix(".md").read_text()
+    assert "Fine-tuned from**: `blind_photos2`" in card
+    paired = REPO / "results" / "validation" / "lever_restart_cpu_vs_blind_photos2.json"
+    q20 = next(g for g in json.loads(paired.read_text())["gains"] if g["quality"] == 20)
+    assert f"q=20 {q20['mean_db']:+.4f} ± {q20['se_db']:.4f} dB" in card
+    assert q20["mean_db"] > 2 * q20["se_db"]  # the ship rule it was shipped under
 
 
 def test_auto_selection_table_names_shipped_models():
