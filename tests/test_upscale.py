@@ -639,8 +639,16 @@ def test_16bit_png_in_gives_16bit_png_out(tmp_path, cli, capsys):
 
 def test_a_batch_wraps_each_model_once():
     from jpegsr.batch import BatchOptions, model_picker
+    from jpegsr.weights_io import choose_shipped
 
     model_for = model_picker(BatchOptions(self_ensemble=True))
     first = model_for(20)
-    assert model_for(20) is first and model_for(30) is first  # auto: one shipped model
+    assert model_for(20) is first
     assert type(first.module).__name__ == "SelfEnsemble"
+    # qualities auto maps to the same shipped model share one wrapped model, others do not
+    qualities = range(10, 100, 10)
+    same = [q for q in qualities if q != 20 and choose_shipped(q) == choose_shipped(20)]
+    other = [q for q in qualities if choose_shipped(q) != choose_shipped(20)]
+    assert same, "auto.json maps no other quality to q=20's model"
+    assert all(model_for(q) is first for q in same)
+    assert all(model_for(q) is not first for q in other)
