@@ -23,9 +23,9 @@ from safetensors import safe_open
 from jpegsr.perf import cpu_model
 from jpegsr.reports.cards import benchmark_section
 from jpegsr.reports.common import write_atomic
+from jpegsr.validation import paired_result_path
 
 WEIGHTS = Path("src/jpegsr/weights")
-VALIDATION = Path("results/validation")
 EXTRA_TERMS = (
     "The extra photos (`.extra_photos/train`, fetched by `scripts/fetch_extra_photos.py`) are "
     "from Debian wallpaper packages under CC0-1.0, CC-BY-4.0, CC-BY-SA-3.0/4.0 or GPL-2+; "
@@ -137,7 +137,7 @@ def validation_line(config: dict, val: list[dict]) -> str:
             + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val)
         )
     run, start = config["name"], config.get("init_from")
-    paired = VALIDATION / f"{run}_vs_{start}.json"
+    paired = paired_result_path(run, start)
     if not paired.exists():
         raise SystemExit(
             f"error: {run} has no val_log.csv and no {paired}: run `jpegsr validate "

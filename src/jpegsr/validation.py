@@ -203,12 +203,20 @@ def comparison_table(
     return "\n".join(lines)
 
 
+RESULTS = Path("results/validation")
+
+
+def paired_result_path(candidate: str, reference: str, out: Path = RESULTS) -> Path:
+    """Where `jpegsr validate --against` records a candidate's paired gains over a reference."""
+    return out / f"{candidate}_vs_{reference}.json"
+
+
 def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     import json
 
     labels = args.label + [Path(w).stem for w in args.weights[len(args.label) :]]
     # scores on another image set go to their own folder, beside the standard set's
-    out = args.out or Path("results/validation") / (args.images.name if args.images else "")
+    out = args.out or RESULTS / (args.images.name if args.images else "")
     results = {}
     for w, label in zip(args.weights, labels, strict=True):
         results[label] = scores_for(w, label, args.data_root, out, not args.no_progress,
@@ -232,7 +240,7 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
             }  # fmt: skip
             if args.images:
                 record["command"] += f" --images {args.images}"
-            (out / f"{label}_vs_{ref_label}.json").write_text(json.dumps(record, indent=1))
+            paired_result_path(label, ref_label, out).write_text(json.dumps(record, indent=1))
     else:
         for label, scores in results.items():
             means = {q: np.mean([s[str(q)] for s in scores.psnr.values()]) for q in QUALITIES}
