@@ -126,17 +126,18 @@ def data_counts(config: dict) -> tuple[int, int, int]:
     return len(paths), used, len(val)
 
 
-def validation_line(config: dict, val: list[dict]) -> str:
+def validation_line(config: dict, val: list[dict], label: str = "") -> str:
     """The card's validation line: the run's own val log (Y-PSNR on its held-out training
     images), or, for a run that held none out (``val_count: 0``), the paired comparison
-    with the model it started from that `jpegsr validate` wrote (``results/validation/``)."""
+    with the model it started from that `jpegsr validate --label LABEL` wrote
+    (``results/validation/``; LABEL defaults to the config's name)."""
     if val:
         return (
             f"- **Validation** (Y-PSNR on the held-out training images, q="
             f"{config['data']['val_quality']}): "
             + ", ".join(f"{r['iteration']}: {r['val_psnr']}" for r in val)
         )
-    run, start = config["name"], config.get("init_from")
+    run, start = label or config["name"], config.get("init_from")
     paired = paired_result_path(run, start)
     if not paired.exists():
         raise SystemExit(
@@ -164,6 +165,12 @@ def main() -> None:
         action="store_true",
         help="ship the EMA weights of RUN/checkpoint.pt (a run still training or cut short)",
     )
+    ap.add_argument(
+        "--label",
+        default="",
+        help="the label RUN's `jpegsr validate --against` comparison was recorded under "
+        "(default: the config's name; a stretch of a continuing run has its own)",
+    )
     ap.add_argument("--note", default="", help="a line for the card (e.g. what changed)")
     ap.add_argument("--earlier", nargs="*", type=Path, default=[], metavar="METADATA_JSON",
                     help="model_metadata.json of the unshipped runs before the init run, "
@@ -172,7 +179,7 @@ def main() -> None:
     config = yaml.safe_load((args.run / "config.yaml").read_text())
     val_log = args.run / "val_log.csv"
     validation = validation_line(
-        config, list(csv.DictReader(val_log.open())) if val_log.exists() else []
+        config, list(csv.DictReader(val_log.open())) if val_log.exists() else [], args.label
     )
     dst = WEIGHTS / f"{args.name}.safetensors"
     if args.from_checkpoint:
@@ -221,6 +228,7 @@ def main() -> None:
         f"- **Command**: `{train_command}`, then "
         f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
         + (" --from-checkpoint" if args.from_checkpoint else "")
+        + (f" --label {args.label}" if args.label else "")
         + "".join(f" --earlier {p}" for p in args.earlier)
         + "`.",
         *(
