@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from jpegsr import models
+from jpegsr import models, validation
 from jpegsr.cli import main
 from jpegsr.validation import (
     PairedGain,
     paired_gains,
+    scores_for,
     ship_verdict,
     validation_images,
 )
@@ -60,13 +61,18 @@ def test_validation_images_are_sun_hays_and_held_out_training_images(tmp_path):
     assert len(paths) == 13 and all(p.parent.name in ("BSD200", "T91") for p in paths[3:])
 
 
-def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
-    rng = np.random.default_rng(0)
+def _data_root(root, seed=0):
+    """A tiny data root: 2 Sun-Hays images and 12 training images, 2 of them held out."""
+    rng = np.random.default_rng(seed)
     for folder, n in (("validation/SunHays80", 2), ("train/BSD200", 10), ("train/T91", 2)):
-        (tmp_path / folder).mkdir(parents=True)
+        (root / folder).mkdir(parents=True)
         for i in range(n):
             pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / folder / f"{i:02d}.png")
+            Image.fromarray(pixels).save(root / folder / f"{i:02d}.png")
+
+
+def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
+    _data_root(tmp_path)
     weights = []
     for seed in (0, 1):
         torch_model = models.build("two_stage_slwsr16", 4)
@@ -129,3 +135,39 @@ def test_validate_on_another_image_folder(tmp_path, capsys):
     assert list(saved["scores"]) == ["holdout/p0.png", "holdout/p1.png", "holdout/p2.png"]
     record = json.loads((out / "m0_vs_m1.json").read_text())
     assert record["command"].endswith(f"--images {folder}") and record["gains"][0]["n"] == 3
+
+
+def test_scores_for_measures_only_the_qualities_its_file_lacks(tmp_path, monkeypatch):
+    """`--model auto`'s selection (q 10..90) extends the files `jpegsr validate` keeps
+    (q 10/20/30/50) instead of measuring them again."""
+    _data_root(tmp_path, seed=2)
+    weights = tmp_path / "m.safetensors"
+    save_weights(models.build("two_stage_slwsr16", 4), "two_stage_slwsr16", 4, weights,
+                 extra={"input": "compressed"})  # fmt: skip
+    out = tmp_path / "val"
+    first = scores_for(str(weights), "m", tmp_path, out, False, qualities=(10, 20))
+    measured = []
+    real_score = validation.score
+
+    def counting_score(loaded, paths, qualities, on_image=None):
+        measured.append(list(qualities))
+        return real_score(loaded, paths, qualities, on_image)
+
+    monkeypatch.setattr(validation, "score", counting_score)
+    second = scores_for(str(weights), "m", tmp_path, out, False, qualities=(10, 40, 20))
+    assert measured == [[40]]
+    saved = json.loads((out / "m.json").read_text())
+    assert list(saved["scores"]["SunHays80/00.png"]) == ["10", "20", "40"]
+    for image, row in first.psnr.items():
+        assert {q: second.psnr[image][q] for q in ("10", "20")} == row
+        assert 0 < second.psnr[image]["40"] < 100 and -1 <= second.ssim[image]["40"] <= 1
+    # everything asked for is in the file now: nothing is measured
+    scores_for(str(weights), "m", tmp_path, out, False, qualities=(40,))
+    assert measured == [[40]]
+    # other weights under the same label are measured afresh, at the qualities asked
+    torch.manual_seed(5)
+    save_weights(models.build("two_stage_slwsr16", 4), "two_stage_slwsr16", 4, weights,
+                 extra={"input": "compressed"})  # fmt: skip
+    scores_for(str(weights), "m", tmp_path, out, False, qualities=(10, 20))
+    assert measured == [[40], [10, 20]]
+    assert list(json.loads((out / "m.json").read_text())["scores"]["T91/00.png"]) == ["10", "20"]

@@ -140,10 +140,13 @@ def scores_for(
     out_dir: Path,
     progress: bool = True,
     images: Path | None = None,
+    qualities: Sequence[int] = QUALITIES,
 ) -> ModelScores:
-    """The model's per-image scores: from ``out_dir/<label>.json`` when it holds these very
-    weights and images (and SSIM: older files hold PSNR only), else measured (minutes on a
-    CPU) and written there."""
+    """The model's per-image scores at (at least) ``qualities``: from ``out_dir/<label>.json``
+    when it holds these very weights and images (and SSIM: older files hold PSNR only), else
+    measured (minutes on a CPU) and written there. Qualities the file lacks are measured and
+    added to it, so one file serves `jpegsr validate` (q 10/20/30/50) and the selection of
+    ``--model auto`` (q 10..90) alike."""
     import json
     import sys
 
@@ -155,34 +158,45 @@ def scores_for(
     keys = [image_key(p) for p in paths]
     cache = out_dir / f"{label}.json"
     sha = _sha256(path)
+    saved = ModelScores({k: {} for k in keys}, {k: {} for k in keys})
     if cache.is_file():
-        saved = json.loads(cache.read_text())
+        record = json.loads(cache.read_text())
         # scores made before the mirrored border (BORDER) came in record none: 0
-        same_code = saved.get("inference_border", 0) == BORDER
-        same = saved.get("weights_sha256") == sha and list(saved["scores"]) == keys
-        if same and same_code and "ssim_scores" in saved:
-            return ModelScores(saved["scores"], saved["ssim_scores"])
+        same_code = record.get("inference_border", 0) == BORDER
+        same = record.get("weights_sha256") == sha and list(record["scores"]) == keys
+        if same and same_code and "ssim_scores" in record:
+            saved = ModelScores(record["scores"], record["ssim_scores"])
+    missing = [q for q in qualities if any(str(q) not in saved.psnr[k] for k in keys)]
+    if not missing:
+        return saved
     loaded = load_model(path)
 
     def tick(i: int) -> None:
         if progress:
             print(f"\r{label}: {i + 1}/{len(paths)} images", end="", file=sys.stderr, flush=True)
 
-    scores = score(loaded, paths, QUALITIES, tick)
+    new = score(loaded, paths, missing, tick)
     if progress:
         print(file=sys.stderr)
+    for k in keys:  # keep the file's qualities in ascending order
+        saved.psnr[k] = dict(sorted({**saved.psnr[k], **new.psnr[k]}.items(), key=_by_quality))
+        saved.ssim[k] = dict(sorted({**saved.ssim[k], **new.ssim[k]}.items(), key=_by_quality))
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "weights": str(name_or_path),
         "weights_sha256": sha,
         "inference_border": BORDER,
-        "scores": scores.psnr,
-        "ssim_scores": scores.ssim,
+        "scores": saved.psnr,
+        "ssim_scores": saved.ssim,
     }
     tmp = cache.with_name(cache.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(cache)
-    return scores
+    return saved
+
+
+def _by_quality(item: tuple[str, float]) -> int:
+    return int(item[0])
 
 
 def comparison_table(
