@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -229,6 +230,7 @@ def main() -> None:
         f"`python scripts/ship_model.py {args.run} --name {args.name} --config {args.config}"
         + (" --from-checkpoint" if args.from_checkpoint else "")
         + (f" --label {args.label}" if args.label else "")
+        + (f" --note {shlex.quote(args.note)}" if args.note else "")
         + "".join(f" --earlier {p}" for p in args.earlier)
         + "`.",
         *(
