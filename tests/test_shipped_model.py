@@ -69,7 +69,8 @@ def test_shipped_model_tiled_equals_untiled(precision, tolerance):
 
 
 @pytest.mark.parametrize(
-    "name", ["blind", "blind_long", "blind_photos", "blind_photos2", "blind_photos3"]
+    "name",
+    ["blind", "blind_long", "blind_photos", "blind_photos2", "blind_photos3", "blind_photos4"],
 )
 def test_blind_models_are_shipped_with_a_card(name):
     loaded = jpegsr.load_model(name)
@@ -108,17 +109,25 @@ def test_second_photo_model_is_fine_tuned_from_the_first_with_more_photos():
     assert "Fine-tuned from**: `blind_photos`" in card and "budgie-backgrounds" in card
 
 
-def test_restarted_model_cites_its_paired_validation_against_its_start():
-    """blind_photos3: blind_photos2 restarted at a higher lr; trained with no held-out images,
-    so its card quotes the paired comparison `jpegsr validate` wrote, not a val log."""
+@pytest.mark.parametrize(
+    ("name", "run", "label", "start"),
+    [
+        ("blind_photos3", "lever_restart_cpu", "lever_restart_cpu", "blind_photos2"),
+        ("blind_photos4", "continuing_cpu", "continuing_cpu6", "blind_photos3"),
+    ],
+)
+def test_restarted_model_cites_its_paired_validation_against_its_start(name, run, label, start):
+    """blind_photos3: blind_photos2 restarted at a higher lr; blind_photos4: the same restart
+    again from blind_photos3 (stretch 6 of the continuing run). Trained with no held-out
+    images, so each card quotes the paired comparison `jpegsr validate` wrote, not a val log."""
     import json
 
-    loaded = jpegsr.load_model("blind_photos3")
+    loaded = jpegsr.load_model(name)
     meta = loaded.metadata
-    assert meta["run"] == "lever_restart_cpu" and "init_run" not in meta
+    assert meta["run"] == run and "init_run" not in meta
     card = Path(loaded.source).with_suffix(".md").read_text()
-    assert "Fine-tuned from**: `blind_photos2`" in card
-    paired = REPO / "results" / "validation" / "lever_restart_cpu_vs_blind_photos2.json"
+    assert f"Fine-tuned from**: `{start}`" in card
+    paired = REPO / "results" / "validation" / f"{label}_vs_{start}.json"
     q20 = next(g for g in json.loads(paired.read_text())["gains"] if g["quality"] == 20)
     assert f"q=20 {q20['mean_db']:+.4f} ± {q20['se_db']:.4f} dB" in card
     assert q20["mean_db"] > 2 * q20["se_db"]  # the ship rule it was shipped under
@@ -134,3 +143,21 @@ def test_auto_selection_table_names_shipped_models():
     for q, name in table["by_quality"].items():
         assert choose_shipped(int(q)) == name
     assert choose_shipped(None) == table["unknown"]
+
+
+def test_auto_selection_numbers_back_the_table():
+    """auto.json's choice at each quality is the best mean Y-PSNR in results/auto_selection.json
+    on the 90 validation images, and the runner-up's margin is recorded beside it."""
+    import json
+
+    from jpegsr.weights_io import SHIPPED_DIR
+
+    table = json.loads((SHIPPED_DIR / "auto.json").read_text())
+    numbers = json.loads((REPO / "results" / "auto_selection.json").read_text())
+    assert len(numbers["val_images"]) == 90
+    psnr = numbers["y_psnr"]
+    for q, name in table["by_quality"].items():
+        assert name == numbers["by_quality"][q] == max(psnr, key=lambda n: psnr[n][q])
+        margin = numbers["margin_over_runner_up"][q]
+        assert margin["runner_up"] != name and margin["n"] == 90
+        assert margin["gain_db"] == pytest.approx(psnr[name][q] - psnr[margin["runner_up"]][q])

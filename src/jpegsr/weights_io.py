@@ -104,8 +104,8 @@ def choose_from_table(table: dict, available: list[str], jpeg_quality: int | Non
 def choose_shipped(jpeg_quality: int | None) -> str:
     """The shipped model for an input of this JPEG quality.
 
-    ``weights/auto.json`` (made by ``scripts/select_auto_models.py`` from validation PSNR on
-    held-out training images) decides when present; otherwise :func:`choose_for_quality`.
+    ``weights/auto.json`` (made by ``scripts/select_auto_models.py`` from PSNR on the
+    validation images) decides when present; otherwise :func:`choose_for_quality`.
     """
     available = shipped_models()
     table_path = SHIPPED_DIR / "auto.json"

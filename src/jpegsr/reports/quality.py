@@ -82,7 +82,8 @@ def build() -> dict[Path, str]:
         "Set5,Set14,BSD100,Urban100 --scale 4 --quality Q` per cell row, fp32), then "
         "`jpegsr report quality`. `auto` is the model `jpegsr upscale` picks "
         "for a file of that quality: `src/jpegsr/weights/auto.json`, chosen per quality on "
-        "held-out *training* images by `python scripts/select_auto_models.py` "
+        "the 90 validation images (Sun-Hays 80 + 10 held-out training images) by "
+        "`python scripts/select_auto_models.py` "
         "(`results/auto_selection.json`).",
     ]
     table: dict[str, dict] = {}
