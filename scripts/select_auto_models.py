@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from jpegsr import metrics
-from jpegsr.data import Triplet, build_triplets, list_images, split_train_val
+from jpegsr.data import DataError, Triplet, build_triplets, list_images, split_train_val
 from jpegsr.inference import upscale_array
 from jpegsr.reports.common import write_atomic
 from jpegsr.validation import DEFAULT_ROOT, RESULTS, paired_gains, scores_for, validation_images
@@ -52,7 +53,7 @@ def validation_psnr(loaded: LoadedModel, val: list[Triplet]) -> dict[str, float]
     }  # fmt: skip
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", type=Path, default=DEFAULT_ROOT)
     ap.add_argument("--no-progress", action="store_true")
@@ -73,13 +74,23 @@ def main() -> None:
     args = ap.parse_args()
     if args.on_training_images and not args.evaluate:
         ap.error("--on-training-images needs --evaluate")
-    if args.evaluate:
-        evaluate(args.evaluate, args.train_dirs, args.val_count, args.on_training_images)
-        return
+    try:
+        if args.evaluate:
+            evaluate(args.evaluate, args.train_dirs, args.val_count, args.on_training_images)
+        else:
+            select(args.data_root, not args.no_progress)
+    except DataError as exc:  # a missing data root or image folder: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def select(data_root: Path, progress: bool) -> None:
+    """Score every shipped model taking compressed input; write auto.json and its numbers."""
+    images = [str(p) for p in validation_images(data_root)]  # a missing data root fails here
     names = [n for n in shipped_models() if trained_qualities(load_model(n).metadata)]
     scores = {
-        n: scores_for(n, n, args.data_root, RESULTS, not args.no_progress, qualities=QUALITIES).psnr
-        for n in names
+        n: scores_for(n, n, data_root, RESULTS, progress, qualities=QUALITIES).psnr for n in names
     }
     psnr = {n: {str(q): float(np.mean([s[str(q)] for s in scores[n].values()])) for q in QUALITIES}
             for n in names}  # fmt: skip
@@ -95,7 +106,6 @@ def main() -> None:
                                "se_db": gain.se_db, "n": gain.n}  # fmt: skip
     unknown = max(names, key=lambda n: np.mean(list(psnr[n].values())))
     command = "python scripts/select_auto_models.py"
-    images = [str(p) for p in validation_images(args.data_root)]
     write_atomic(Path("results/auto_selection.json"), json.dumps({
         "val_images": images, "y_psnr": psnr, "by_quality": by_quality,
         "margin_over_runner_up": margins, "unknown": unknown, "command": command,
@@ -122,4 +132,4 @@ def evaluate(
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -171,3 +171,16 @@ def test_scores_for_measures_only_the_qualities_its_file_lacks(tmp_path, monkeyp
     scores_for(str(weights), "m", tmp_path, out, False, qualities=(10, 20))
     assert measured == [[40], [10, 20]]
     assert list(json.loads((out / "m.json").read_text())["scores"]["T91/00.png"]) == ["10", "20"]
+
+
+def test_auto_selection_script_reports_a_missing_data_root_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "select_auto_models.py"
+    done = subprocess.run([sys.executable, str(script), "--data-root", str(tmp_path / "nope")],
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: image folder not found: {tmp_path / 'nope'}/train/BSD200"
+    assert not (tmp_path / "results").exists()  # nothing written
