@@ -62,6 +62,7 @@ def training_stages(name: str) -> list[dict]:
                 *(f"also{i}_" for i in range(1, 100))]  # fmt: skip
     return [
         {"run": m.get(f"{p}run", name), "device": m.get(f"{p}device", "cpu"),
+         "wall_seconds": int(m[f"{p}wall_seconds"]),
          "hours": int(m[f"{p}wall_seconds"]) / 3600,
          "iterations": int(m.get(f"{p}iterations", 0))}
         for p in prefixes if f"{p}wall_seconds" in m

@@ -42,15 +42,24 @@ def readme_table(table: dict[str, dict]) -> list[str]:
     return lines
 
 
-def experiments_section(shipped_runs: set[str]) -> list[str]:
+def stage_key(run: str, iterations: int, wall_seconds: int) -> tuple[str, int, int]:
+    """What tells one training run from another: stretches of a continuing run share its
+    config's name (``run``), so the name alone does not."""
+    return run, iterations, wall_seconds
+
+
+def experiments_section(shipped_stages: set[tuple[str, int, int]]) -> list[str]:
     """The compute spent on training runs of upscalers that were measured but not shipped
-    (a shipped run's is in the training sum above; a denoiser's run is on its own card)."""
+    (a shipped run's is in the training sum above; a denoiser's run is on its own card).
+    ``shipped_stages``: the :func:`stage_key` of every stage behind a shipped model."""
     rows = []
     for path in sorted((RESULTS / "experiments").glob("*/model_metadata.json")):
         m = json.loads(path.read_text())
         if models.task_of(m.get("jpegsr_arch", "")) == "denoise":
             continue
-        if m.get("run", path.parent.name) in shipped_runs:
+        key = stage_key(m.get("run", path.parent.name), int(m.get("iterations", 0)),
+                        int(m["wall_seconds"]))  # fmt: skip
+        if key in shipped_stages:
             continue
         rows.append(
             f"| [`{path.parent.name}`](experiments/{path.parent.name}/) | "
@@ -174,7 +183,9 @@ def build() -> dict[Path, str]:
     lines += ["", "How many hours of this CPU each target would take if the gain per doubling of "
               "training measured so far held: [`compute_curve.md`](compute_curve.md) "
               "(`jpegsr report curve`).", ""]  # fmt: skip
-    lines += experiments_section({st["run"] for st in stages})
+    lines += experiments_section(
+        {stage_key(st["run"], st["iterations"], st["wall_seconds"]) for st in stages}
+    )
     out = {
         "qualities": table,
         "training_hours": hours,
