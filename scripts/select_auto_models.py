@@ -34,6 +34,7 @@ from jpegsr.weights_io import (
     SHIPPED_DIR,
     LoadedModel,
     load_model,
+    read_metadata,
     shipped_models,
     trained_qualities,
 )
@@ -88,7 +89,11 @@ def main() -> int:
 def select(data_root: Path, progress: bool) -> None:
     """Score every shipped model taking compressed input; write auto.json and its numbers."""
     images = [str(p) for p in validation_images(data_root)]  # a missing data root fails here
-    names = [n for n in shipped_models() if trained_qualities(load_model(n).metadata)]
+    # the header says which models take compressed input: no model is built just to ask
+    names = [
+        n for n in shipped_models()
+        if trained_qualities(read_metadata(SHIPPED_DIR / f"{n}.safetensors"))
+    ]  # fmt: skip
     scores = {
         n: scores_for(n, n, data_root, RESULTS, progress, qualities=QUALITIES).psnr for n in names
     }
