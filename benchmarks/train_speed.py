@@ -9,14 +9,15 @@
                                                               #   goes: benchmarks/train_profile.md
     python benchmarks/train_speed.py --render           # rebuild the Markdown from the JSON
 
-The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast,
-channels_last, fused Adam, EMA, random JPEG quality per sample; batches cut on the device
+The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast
+where the device runs it natively (else fp32, as `jpegsr train` does), channels_last, fused
+Adam, EMA, random JPEG quality per sample; batches cut on the device
 from :class:`jpegsr.data.TripletStore` (real training images when found, else synthetic).
 For batch 16 x 48 px and 64 x 64 px it reports ms per iteration (median of timed windows),
 samples/s, the share of an iteration spent cutting the batch, and the convolution FLOP rate
 (forward + backward ~= 3x forward) against the dense matmul rate measured on the same device
-in the same precision. Rows of other devices already in the JSON are kept, so the CPU and a
-GPU row sit side by side; the Markdown is rebuilt from the JSON.
+in the same precision. Rows of other devices (or precisions) already in the JSON are kept,
+so the CPU and a GPU row sit side by side; the Markdown is rebuilt from the JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from jpegsr import models
 from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
+from jpegsr.inference import bf16_is_fast
 from jpegsr.perf import conv_flops, cpu_model
 from jpegsr.train_step import TrainStep
 
@@ -68,10 +70,11 @@ def median_ms(fn: Callable[[], object], device: str, iters: int, windows: int) -
     return statistics.median(out)
 
 
-def matmul_tflops(device: str) -> float:
+def matmul_tflops(device: str, bf16: bool = True) -> float:
     n = 8192 if device == "cuda" else 2048
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     ms = median_ms(lambda: torch.mm(a, b), device, iters=10 if device == "cuda" else 2, windows=3)
     return 2 * n**3 / (ms / 1000) / 1e12
 
@@ -108,8 +111,10 @@ def recipe(
     compile_: bool = False,
     mode: str = "default",
     graph: bool = False,
+    bf16: bool = True,
 ) -> TrainConfig:
-    """The shipped recipe's training config at one batch shape, as the benchmark runs it."""
+    """The shipped recipe's training config at one batch shape, as the benchmark runs it
+    (``bf16``: autocast, where the device runs it natively)."""
     return from_dict(
         TrainConfig,
         {
@@ -121,6 +126,7 @@ def recipe(
             "compile": compile_,
             "compile_mode": mode,
             "cuda_graph": graph,
+            "bf16": bf16,
             "data": {"lr_patch": patch, "qualities": QUALITIES},
             "optim": {"ema_decay": 0.999},
         },
@@ -136,8 +142,9 @@ def measure(
     fast: bool,
     mode: str = "default",
     graph: bool = False,
+    bf16: bool = True,
 ) -> dict:
-    config = recipe(device, batch, patch, compile_, mode, graph)
+    config = recipe(device, batch, patch, compile_, mode, graph, bf16)
     torch.manual_seed(0)
     step = TrainStep(models.build("two_stage_slwsr32", 4), config)
     counter = iter(range(10**9))
@@ -179,7 +186,8 @@ def profile_step(store: TripletStore, device: str, batch: int, patch: int) -> di
     """The eager step's operators by self time on ``device`` (a CUDA graph's replay would show
     as one opaque call, so the step is profiled unfused), top 12 with their shares."""
     torch.manual_seed(0)
-    step = TrainStep(models.build("two_stage_slwsr32", 4), recipe(device, batch, patch))
+    config = recipe(device, batch, patch, bf16=bf16_is_fast(torch.device(device)))
+    step = TrainStep(models.build("two_stage_slwsr32", 4), config)
     for it in range(5):
         step(store.batch(batch, patch, seed=0, iteration=it), 1e-4, it)
     sync(device)
@@ -231,6 +239,11 @@ def _compile_label(value: bool | str) -> str:
     return str(value) if value else "no"
 
 
+def precision(row: dict) -> str:
+    """The row's arithmetic: rows from before fp32 fallback were all bf16."""
+    return row.get("precision", "bf16")
+
+
 def conv_floor_ms(row: dict) -> float:
     """ms the row's convolutions (forward + backward) would take at its device's matmul rate."""
     return 1000.0 * row["conv_tflop_per_iter"] / row["matmul_tflops"]
@@ -241,21 +254,23 @@ def render(rows: list[dict]) -> str:
         "# Training speed",
         "",
         "Written by `python benchmarks/train_speed.py` (add `--device cuda` on a GPU); the shipped",
-        "recipe (two-stage s-LWSR32, three L1 losses, bf16 autocast, channels_last, fused Adam,",
-        "EMA), batches cut on the device from `TripletStore`. `data` is the share of an",
-        "iteration spent cutting its batch; `conv/matmul` is the convolutions' FLOP rate over the",
-        "whole step (forward + backward counted as 3x forward) against a dense bf16 matmul",
-        "measured on the same device in the same run. `conv floor` is the time the step's",
-        "convolutions alone would take at that matmul rate (their FLOPs over it): unless",
-        "convolutions outrun a dense matmul, no faster form of this recipe in this precision on",
-        "this device gets below it. Targets (issue #12): CPU <= 250 ms at 16 x 48 px; GPU <= 11",
+        "recipe (two-stage s-LWSR32, three L1 losses, channels_last, fused Adam, EMA) in the",
+        "`precision` `jpegsr train` uses there: bf16 autocast where the device runs bf16",
+        "natively (a GPU, a CPU with AVX-512 BF16 or AMX), else fp32. Batches are cut on the",
+        "device from `TripletStore`. `data` is the share of an iteration spent cutting its",
+        "batch; `conv/matmul` is the convolutions' FLOP rate over the whole step (forward +",
+        "backward counted as 3x forward) against a dense matmul in the same precision, measured",
+        "on the same device in the same run. `conv floor` is the time the step's convolutions",
+        "alone would take at that matmul rate (their FLOPs over it): unless convolutions outrun",
+        "a dense matmul, no faster form of this recipe in this precision on this device gets",
+        "below it. Targets (issue #12): CPU <= 250 ms at 16 x 48 px; GPU <= 11",
         "ms at 64 x 64 px with data <= 10%; a target under its row's floor is marked so. The",
         "process keeps freed memory for reuse, as `jpegsr train` does",
         "(`jpegsr.allocator.keep_freed_memory`; [`page_faults.md`](page_faults.md)).",
         "",
-        "| device | machine | measured | batch x px | compile | ms/iter | samples/s | data |"
-        " conv TFLOP/s | matmul TFLOP/s | conv/matmul | conv floor ms | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| device | machine | precision | measured | batch x px | compile | ms/iter | samples/s |"
+        " data | conv TFLOP/s | matmul TFLOP/s | conv/matmul | conv floor ms | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         floor = conv_floor_ms(r)
@@ -270,7 +285,8 @@ def render(rows: list[dict]) -> str:
             if floor > target:
                 verdict += " (under the floor)"
         lines.append(
-            f"| {r['device']} | {r['machine']} | {r['date']} | {r['batch']} x {r['patch']} | "
+            f"| {r['device']} | {r['machine']} | {precision(r)} | {r['date']} | "
+            f"{r['batch']} x {r['patch']} | "
             f"{_compile_label(r['compile'])} | {r['ms_per_iter']:.1f} | "
             f"{r['samples_per_s']:.0f} | {100 * r['data_share']:.1f}% | "
             f"{r['conv_tflops']:.3f} | {r['matmul_tflops']:.3f} | "
@@ -281,15 +297,17 @@ def render(rows: list[dict]) -> str:
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     """The table after a run: each old row stays unless the run measured the same kind on the
-    same machine (device, machine, compile, shape), so the CPUs and GPUs of different leases
-    and sessions keep their own rows."""
+    same machine (device, machine, precision, compile, shape), so the CPUs and GPUs of
+    different leases and sessions keep their own rows (a CPU model name covers chips with
+    and without native bf16: their rows differ in precision)."""
 
     def key(r: dict) -> tuple:
-        return r["device"], r["machine"], r["compile"] or False, r["batch"], r["patch"]
+        return (r["device"], r["machine"], precision(r), r["compile"] or False, r["batch"],
+                r["patch"])  # fmt: skip
 
     remeasured = {key(r) for r in new}
     kept = [r for r in old if key(r) not in remeasured]
-    return sorted(kept + new, key=lambda r: (*key(r)[:2], str(r["compile"]), r["batch"]))
+    return sorted(kept + new, key=lambda r: (*key(r)[:3], str(r["compile"]), r["batch"]))
 
 
 def main() -> int:
@@ -334,12 +352,14 @@ def main() -> int:
     store = TripletStore(training_triplets(args.images), 4, device)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
+    bf16 = bf16_is_fast(torch.device(device))  # as `jpegsr train` decides
     common = {
         "device": device,
         "machine": machine(device),
+        "precision": "bf16" if bf16 else "fp32",
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
-        "matmul_tflops": round(matmul_tflops(device), 3),
+        "matmul_tflops": round(matmul_tflops(device, bf16), 3),
     }
     rows = []
     if args.cuda_graph and device != "cuda":
@@ -348,7 +368,7 @@ def main() -> int:
     for compile_, graph in variants:
         for batch, patch in shapes:
             mode = args.compile_mode
-            found = measure(store, device, batch, patch, compile_, args.quick, mode, graph)
+            found = measure(store, device, batch, patch, compile_, args.quick, mode, graph, bf16)
             row = {**common, **found}
             print(json.dumps(row), flush=True)
             rows.append(row)

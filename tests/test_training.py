@@ -329,6 +329,26 @@ def test_a_run_resumed_elsewhere_names_each_machine_and_its_iterations():
     )
 
 
+def test_bf16_is_asked_for_but_trains_in_fp32_where_the_device_lacks_it(monkeypatch, capsys):
+    """A CPU with only AVX2 emulates bf16 about ten times slower than fp32: ``bf16: true``
+    then trains in fp32, says so once, and the machine string records the arithmetic."""
+    from jpegsr import train as training
+
+    config = {"name": "p", "model": "two_stage_slwsr16", "iterations": 1}
+    asked = from_dict(TrainConfig, config)
+    monkeypatch.setattr(training, "bf16_is_fast", lambda device: False)
+    got = training.native_precision(asked)
+    assert asked.bf16 and not got.bf16
+    assert "training in fp32" in capsys.readouterr().err
+    assert training.machine_description(got).endswith("world 1, fp32")
+    monkeypatch.setattr(training, "bf16_is_fast", lambda device: True)
+    assert training.native_precision(asked) is asked
+    assert training.machine_description(asked).endswith("world 1, bf16")
+    assert capsys.readouterr().err == ""
+    off = from_dict(TrainConfig, config | {"bf16": False})
+    assert training.native_precision(off) is off  # fp32 asked for: nothing to say
+
+
 def test_a_signal_stops_training_with_a_checkpoint_where_it_stopped(tmp_path):
     """Ctrl-C (SIGINT) or SIGTERM: the run saves a checkpoint after the iteration it is in
     (not only at the last periodic one), says so in one line, exits 128 + the signal, and
@@ -348,7 +368,8 @@ def test_a_signal_stops_training_with_a_checkpoint_where_it_stopped(tmp_path):
         state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
         stopped_at = int(state["iteration"])
         assert 10 < stopped_at < 24 and not (run_dir / "model.safetensors").exists()
-        assert err.strip().splitlines() == [
+        notice = "no native bf16"  # on a CPU without bf16 the run first says it trains in fp32
+        assert [line for line in err.strip().splitlines() if notice not in line] == [
             f"jpegsr: train: stopped by {sig.name} after iteration {stopped_at}; checkpoint "
             f"saved in {run_dir} (the same command with --resume "
             "continues exactly)"
@@ -389,7 +410,7 @@ def test_torchrun_two_ranks(tmp_path):
     run_dir = tmp_path / "runs" / "ddp"
     assert [r[0] for r in _losses(run_dir / "train_log.csv")] == [str(i) for i in range(1, 7)]
     loaded = load_model(run_dir / "model.safetensors")
-    assert loaded.metadata["machine"].endswith("world 2")
+    assert ", world 2, " in loaded.metadata["machine"]
 
 
 def test_scale_augmentation_adds_smaller_copies_and_skips_too_small_ones(tmp_path):
@@ -724,6 +745,15 @@ def test_train_speed_keeps_each_machines_rows():
         ("Xeon", 510.0),
         ("H100", 37.0),
         ("H200", 40.0),
+    ]
+    # one CPU model name covers chips with and without native bf16: an fp32 row (an AVX2-only
+    # EPYC) sits beside the bf16 one (older rows carry no precision: they were bf16)
+    fp32 = row("cpu", "EPYC", 4500.0) | {"precision": "fp32"}
+    merged = ts.merge_rows(merged, [fp32])
+    assert [(r["machine"], ts.precision(r), r["ms_per_iter"]) for r in merged][:3] == [
+        ("EPYC", "bf16", 800.0),
+        ("EPYC", "fp32", 4500.0),
+        ("Xeon", "bf16", 510.0),
     ]
 
 

@@ -91,7 +91,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     val_every: int = 500
     log_every: int = 10
-    bf16: bool = True
+    bf16: bool = True  # bf16 autocast where the device runs it natively, else fp32
     channels_last: bool = True
     threads: int = 0  # 0: torch's default
     device: Literal["cpu", "cuda"] = "cpu"  # cuda: train on a GPU (never needed; faster)
@@ -131,7 +131,7 @@ class DenoiserTrainConfig:
     out_dir: str = "runs"
     checkpoint_every: int = 100
     log_every: int = 20
-    bf16: bool = True
+    bf16: bool = True  # bf16 autocast where the device runs it natively, else fp32
     channels_last: bool = True
     threads: int = 0
     device: Literal["cpu", "cuda"] = "cpu"

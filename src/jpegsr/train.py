@@ -12,14 +12,17 @@ that never stopped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from jpegsr import models
-from jpegsr.config import ConfigError, OptimConfig, TrainConfig, to_dict
+from jpegsr.config import ConfigError, DenoiserTrainConfig, OptimConfig, TrainConfig, to_dict
 from jpegsr.data import (
     DataError,
     Triplet,
@@ -40,6 +43,7 @@ from jpegsr.data import (
     split_train_val,
 )
 from jpegsr.denoisers import DEFAULT_DENOISER, make_denoiser
+from jpegsr.inference import bf16_is_fast
 from jpegsr.metrics import PSNR
 from jpegsr.perf import cpu_model
 from jpegsr.train_step import TrainStep
@@ -108,9 +112,30 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
 
 
 def machine_description(config: TrainConfig, world: int = 1) -> str:
-    """Where the run trained, for the model card: the GPU or CPU model, cores and ranks."""
+    """Where and how the run trained, for the model card: the GPU or CPU model, cores, ranks
+    and the arithmetic (bf16 autocast or fp32; see :func:`native_precision`)."""
     chip = torch.cuda.get_device_name() if config.device == "cuda" else cpu_model()
-    return f"{chip} ({platform.machine()}, {os.cpu_count()} cpu), world {world}"
+    precision = "bf16" if config.bf16 else "fp32"
+    return f"{chip} ({platform.machine()}, {os.cpu_count()} cpu), world {world}, {precision}"
+
+
+_TConfig = TypeVar("_TConfig", TrainConfig, DenoiserTrainConfig)
+
+
+def native_precision(config: _TConfig) -> _TConfig:
+    """``bf16: true`` asks for bf16 autocast where the device runs it natively (a GPU, or a
+    CPU with AVX-512 BF16 or AMX): there it is much faster than fp32 at the same quality.
+    A CPU without it (AVX2 only) emulates bf16 about ten times slower than fp32, so there the
+    run trains in fp32 and says so once; the machine spans record which arithmetic trained
+    which iterations."""
+    if not config.bf16 or bf16_is_fast(torch.device(config.device)):
+        return config
+    print(
+        f"jpegsr: train: {cpu_model()} has no native bf16 (AVX-512 BF16 or AMX): "
+        "training in fp32 instead (bf16 would be emulated, about 10x slower)",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(config, bf16=False)
 
 
 def with_span(spans: list[list], machine: str, first: int, last: int) -> list[list]:
@@ -208,6 +233,9 @@ def open_run(config: TrainConfig, resume: bool) -> Run:
         raise ConfigError("device: cuda, but torch sees no GPU; use device: cpu")
     if config.batch_size % world:
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
+    if isinstance(config, TrainConfig) and config.cuda_graph:  # a denoiser has no graph
+        if config.device != "cuda" or world > 1 or config.compile:
+            raise ConfigError("cuda_graph needs device: cuda, one process and compile: false")
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.device == "cuda":
@@ -220,8 +248,6 @@ def open_run(config: TrainConfig, resume: bool) -> Run:
 
 
 def _build_step(config: TrainConfig, run: Run) -> TrainStep:
-    if config.cuda_graph and (config.device != "cuda" or run.world > 1 or config.compile):
-        raise ConfigError("cuda_graph needs device: cuda, one process and compile: false")
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.data.scale)
     if config.init_from:
@@ -319,7 +345,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         train_set, config.data.scale, config.device, config.data.quality_probabilities()
     )
     del train_set
-    # 3. model, EMA, optimizer, loss; state and logs from the checkpoint when resuming
+    # 3. model, EMA, optimizer, loss in the arithmetic this device runs fast; state and logs
+    #    from the checkpoint when resuming
+    config = native_precision(config)
     step = _build_step(config, run)
     # 4. iterate: one step per batch; log, validate and checkpoint when due
     main_rank = run.rank == 0

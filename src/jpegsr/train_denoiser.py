@@ -37,6 +37,7 @@ from jpegsr.train import (
     append_row,
     learning_rate,
     machine_description,
+    native_precision,
     open_run,
     save_checkpoint,
     truncate_log,
@@ -165,7 +166,8 @@ def train_denoiser(
         raise DataError(f"no training image is at least {config.patch} px")
     store = GrayStore(train, config.device)
     del train
-    # 3. model and Adam, resumed from the checkpoint
+    # 3. model and Adam in the arithmetic this device runs fast, resumed from the checkpoint
+    config = native_precision(config)
     model, optimizer = _build(config, run)
     model.train()
     # 4. iterate
