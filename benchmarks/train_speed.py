@@ -7,6 +7,7 @@
     python benchmarks/train_speed.py --device cuda --cuda-graph   # + the step as one CUDA graph
     python benchmarks/train_speed.py --device cuda --profile  # + where the eager step's time
                                                               #   goes: benchmarks/train_profile.md
+    python benchmarks/train_speed.py --precision bf16 --shape 16x48  # e.g. emulated bf16
     python benchmarks/train_speed.py --render           # rebuild the Markdown from the JSON
 
 The recipe is the shipped one: two-stage s-LWSR32, the three L1 losses, bf16 autocast
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -40,7 +42,7 @@ from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
 from jpegsr.inference import bf16_is_fast
-from jpegsr.perf import conv_flops, cpu_model
+from jpegsr.perf import conv_flops, cpu_model, widest_isa
 from jpegsr.train_step import TrainStep
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +103,8 @@ def training_triplets(n_images: int) -> list[Triplet]:
 def machine(device: str) -> str:
     if device == "cuda":
         return f"{torch.cuda.get_device_name()} ({platform.machine()}, {os.cpu_count()} cpu)"
-    return f"{cpu_model()} ({platform.machine()}, {torch.get_num_threads()} threads)"
+    isa = widest_isa()  # rows from before it was recorded name no extension
+    return f"{cpu_model()} ({platform.machine()}, {torch.get_num_threads()} threads, {isa})"
 
 
 def recipe(
@@ -245,8 +248,20 @@ def precision(row: dict) -> str:
 
 
 def conv_floor_ms(row: dict) -> float:
-    """ms the row's convolutions (forward + backward) would take at its device's matmul rate."""
+    """ms the row's convolutions (forward + backward) would take at its device's matmul rate
+    (infinite where that rate rounded to zero: emulated bf16 on a CPU without it)."""
+    if row["matmul_tflops"] <= 0:
+        return math.inf
     return 1000.0 * row["conv_tflop_per_iter"] / row["matmul_tflops"]
+
+
+def _matmul_cells(row: dict, floor: float) -> str:
+    """The matmul rate, conv/matmul and conv floor cells (a rate too small to show: less
+    than the last digit kept, no ratio, no floor)."""
+    if math.isinf(floor):
+        return "< 0.001 | - | -"
+    ratio = row["conv_tflops"] / row["matmul_tflops"]
+    return f"{row['matmul_tflops']:.3f} | {ratio:.2f} | {floor:.1f}"
 
 
 def render(rows: list[dict]) -> str:
@@ -288,9 +303,9 @@ def render(rows: list[dict]) -> str:
             f"| {r['device']} | {r['machine']} | {precision(r)} | {r['date']} | "
             f"{r['batch']} x {r['patch']} | "
             f"{_compile_label(r['compile'])} | {r['ms_per_iter']:.1f} | "
-            f"{r['samples_per_s']:.0f} | {100 * r['data_share']:.1f}% | "
-            f"{r['conv_tflops']:.3f} | {r['matmul_tflops']:.3f} | "
-            f"{r['conv_tflops'] / r['matmul_tflops']:.2f} | {floor:.1f} | {verdict} |"
+            f"{r['samples_per_s']:.{0 if r['samples_per_s'] >= 10 else 1}f} | "
+            f"{100 * r['data_share']:.1f}% | "
+            f"{r['conv_tflops']:.3f} | {_matmul_cells(r, floor)} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -329,6 +344,11 @@ def main() -> int:
         "--shape", action="append", default=[], metavar="BxP",
         help="batch x LR crop px to time (repeatable; default 16x48 and 64x64)",
     )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=["auto", "bf16", "fp32"], default="auto",
+        help="auto (default): bf16 where the device runs it natively, else fp32, as "
+        "`jpegsr train` does; bf16/fp32 force one (e.g. to time emulated bf16)",
+    )  # fmt: skip
     parser.add_argument("--images", type=int, default=40, help="training images to cache")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "train_speed")
@@ -352,7 +372,10 @@ def main() -> int:
     store = TripletStore(training_triplets(args.images), 4, device)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-    bf16 = bf16_is_fast(torch.device(device))  # as `jpegsr train` decides
+    if args.precision == "auto":
+        bf16 = bf16_is_fast(torch.device(device))  # as `jpegsr train` decides
+    else:
+        bf16 = args.precision == "bf16"
     common = {
         "device": device,
         "machine": machine(device),

@@ -775,6 +775,27 @@ def test_train_speed_marks_targets_under_the_conv_floor():
     lines = {ln.split(" | ")[1]: ln for ln in table}
     assert "| 300.0 | <= 250 ms: **no** (under the floor) |" in lines["slow"]
     assert "| 150.0 | <= 250 ms: **no** |" in lines["fast"]
+    # emulated bf16 (a CPU without it): the matmul rate rounds to zero, so no ratio, no floor
+    emulated = row("avx2", 0.0) | {"ms_per_iter": 44000.0, "samples_per_s": 0.4}
+    line = next(ln for ln in ts.render([emulated]).splitlines() if ln.startswith("| cpu |"))
+    assert "| 44000.0 | 0.4 | 1.0% | 0.600 | < 0.001 | - | - | <= 250 ms: **no**" in line
+
+
+def test_widest_isa_tells_chips_of_one_model_name_apart(monkeypatch):
+    from jpegsr import perf
+
+    def features(*present: str) -> dict[str, bool]:
+        return {f: f in present for f in perf.CPU_FEATURES}
+
+    for present, expected in [
+        (("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"), "amx_bf16"),
+        (("avx2", "avx512f", "avx512_bf16"), "avx512_bf16"),
+        (("avx2", "avx512f"), "avx512f"),
+        (("avx2",), "avx2"),
+        ((), ""),
+    ]:
+        monkeypatch.setattr(perf, "cpu_features", lambda p=present: features(*p))
+        assert perf.widest_isa() == expected
 
 
 def test_grow_model_starts_as_its_source_and_refuses_misfits(tmp_path):

@@ -50,6 +50,17 @@ def cpu_features() -> dict[str, bool]:
     return {f: f in flags for f in CPU_FEATURES}
 
 
+def widest_isa() -> str:
+    """The widest of this CPU's vector extensions that the fast paths tell apart: ``amx_bf16``,
+    ``avx512_bf16``, ``avx512f`` or ``avx2`` (``""`` where none or unreadable). One model name
+    ("AMD EPYC") covers chips with and without native bf16; this names which one ran."""
+    features = cpu_features()
+    for isa in ("amx_bf16", "avx512_bf16", "avx512f", "avx2"):
+        if features[isa]:
+            return isa
+    return ""
+
+
 def timed(
     fn: Callable[[], object],
     repeats: int,
