@@ -29,7 +29,7 @@ def _random_model(name: str) -> torch.nn.Module:
 @pytest.mark.parametrize("name", ["slwsr16", "two_stage_slwsr16", "two_stage_slwsr32_coarse"])
 @pytest.mark.parametrize("onednn", [True, False])
 def test_fused_fp32_computes_the_same_function(name, onednn, monkeypatch):
-    monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device: onednn)
+    monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device, dtype: onednn)
     model = _random_model(name)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(1, 3, 24, 20)
@@ -85,7 +85,7 @@ def test_shipped_model_fused_path_matches_the_fp32_reference(crop, precision, mi
 
 
 def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch):
-    monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device: False)
+    monkeypatch.setattr(fused_mod, "onednn_fusion_available", lambda device, dtype: False)
     loaded = jpegsr.load_model("blind_long")  # a fresh load: an empty cache of fused copies
     ref = upscale_array(loaded, crop, precision="fp32", fuse=False)
     fast = upscale_array(loaded, crop, precision="fp32")
@@ -93,6 +93,21 @@ def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch
               if isinstance(m, FusedResBlock)]  # fmt: skip
     assert blocks and not any(b.onednn for b in blocks)
     assert np.abs(fast.astype(int) - ref).max() <= 1
+
+
+def test_bf16_on_a_cpu_without_it_runs_the_plain_convolutions(crop, monkeypatch):
+    """oneDNN refuses bf16 on an AVX2-only CPU: the fused copy then runs plain convolutions
+    (bf16, emulated) instead of failing, close to fp32 as on a CPU with native bf16."""
+    monkeypatch.setattr(fused_mod, "_onednn_runs_bf16", lambda: False)
+    assert fused_mod.onednn_fusion_available(torch.device("cpu"), torch.float32)
+    assert not fused_mod.onednn_fusion_available(torch.device("cpu"), torch.bfloat16)
+    loaded = jpegsr.load_model("blind_long")
+    crop = crop[:48, :48]
+    half = upscale_array(loaded, crop, precision="bf16")
+    blocks = [m for m in loaded.prepared[("cpu", "torch.bfloat16")].modules()
+              if isinstance(m, FusedResBlock)]  # fmt: skip
+    assert blocks and not any(b.onednn for b in blocks)
+    assert metrics.psnr(half, upscale_array(loaded, crop, precision="fp32", fuse=False)) > 50
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -199,6 +199,23 @@ def test_precision_choices_resolve():
         up.use_bf16("int4", cpu)
 
 
+def test_forcing_bf16_on_a_cpu_without_it_warns_and_is_honoured(monkeypatch, tmp_path):
+    import warnings
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(up, "bf16_is_fast", lambda device: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert up.use_bf16("bf16", cpu) is True  # still honoured: emulated, slow
+        assert up.use_bf16("auto", cpu) is False and up.use_bf16("fp32", cpu) is False
+    assert [str(w.message) for w in caught] == [up.EMULATED_BF16]
+    monkeypatch.setattr(up, "bf16_is_fast", lambda device: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert up.use_bf16("bf16", cpu) is True
+    assert caught == []
+
+
 def test_bf16_close_to_fp32_and_actually_used():
     model = standin(SmallConv())
     pixels = _noise((24, 20, 3), seed=3)

@@ -199,7 +199,15 @@ def use_bf16(precision: str | bool | None, device: torch.device) -> bool:
         return bf16_is_fast(device)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not bf16_is_fast(device):
+        warnings.warn(EMULATED_BF16, stacklevel=2)
     return precision == "bf16"
+
+
+EMULATED_BF16 = (
+    "this CPU has no native bf16 (AVX-512 BF16 or AMX): precision bf16 runs emulated, many "
+    "times slower than fp32 (auto picks fp32 here)"
+)
 
 
 def _model_device(module: torch.nn.Module) -> torch.device:

@@ -37,13 +37,25 @@ from jpegsr.models.blocks import ConcatConv1x1, MeanShift, ResBlock, SubPixelCon
 from jpegsr.models.slwsr import SLWSR, Body, FusionGroup
 
 
-def onednn_fusion_available(device: torch.device) -> bool:
-    """Whether oneDNN's fused convolutions can run on ``device`` in this PyTorch build."""
-    return (
+def onednn_fusion_available(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN's fused convolutions can run on ``device`` in ``dtype`` in this PyTorch
+    build. In bf16 they need a CPU that runs it natively (oneDNN refuses it on an AVX2-only
+    one), where the plain convolutions still run it, emulated."""
+    available = (
         device.type == "cpu"
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     )
+    if available and dtype == torch.bfloat16:
+        return _onednn_runs_bf16()
+    return available
+
+
+def _onednn_runs_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _conv_args(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
@@ -240,7 +252,7 @@ def fuse_for_inference(
         return None  # checked before copying: a wrapped runtime (onnxruntime) need not copy
     device = device or next(module.parameters()).device
     fused, _ = _fused(copy.deepcopy(module).float())
-    onednn = onednn_fusion_available(device)
+    onednn = onednn_fusion_available(device, dtype)
     for m in fused.modules():
         if isinstance(m, FusedResBlock | SplitConv1x1):
             m.onednn = onednn
