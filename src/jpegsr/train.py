@@ -125,14 +125,14 @@ _TConfig = TypeVar("_TConfig", TrainConfig, DenoiserTrainConfig)
 def native_precision(config: _TConfig) -> _TConfig:
     """``bf16: true`` asks for bf16 autocast where the device runs it natively (a GPU, or a
     CPU with AVX-512 BF16 or AMX): there it is much faster than fp32 at the same quality.
-    A CPU without it (AVX2 only) emulates bf16 about ten times slower than fp32, so there the
-    run trains in fp32 and says so once; the machine spans record which arithmetic trained
+    A CPU without it (AVX2 only) emulates bf16 many times slower than fp32
+    (``benchmarks/train_speed.md``), so there the run trains in fp32 and says so once; the machine spans record which arithmetic trained
     which iterations."""
     if not config.bf16 or bf16_is_fast(torch.device(config.device)):
         return config
     print(
         f"jpegsr: train: {cpu_model()} has no native bf16 (AVX-512 BF16 or AMX): "
-        "training in fp32 instead (bf16 would be emulated, about 10x slower)",
+        "training in fp32 instead (bf16 would be emulated, many times slower)",
         file=sys.stderr,
     )
     return dataclasses.replace(config, bf16=False)
