@@ -126,8 +126,8 @@ def native_precision(config: _TConfig) -> _TConfig:
     """``bf16: true`` asks for bf16 autocast where the device runs it natively (a GPU, or a
     CPU with AVX-512 BF16 or AMX): there it is much faster than fp32 at the same quality.
     A CPU without it (AVX2 only) emulates bf16 many times slower than fp32
-    (``benchmarks/train_speed.md``), so there the run trains in fp32 and says so once; the machine spans record which arithmetic trained
-    which iterations."""
+    (``benchmarks/train_speed.md``), so there the run trains in fp32 and says so once; the
+    machine spans record which arithmetic trained which iterations."""
     if not config.bf16 or bf16_is_fast(torch.device(config.device)):
         return config
     print(
