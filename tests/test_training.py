@@ -341,6 +341,8 @@ def test_bf16_is_asked_for_but_trains_in_fp32_where_the_device_lacks_it(monkeypa
     assert asked.bf16 and not got.bf16
     assert "training in fp32" in capsys.readouterr().err
     assert training.machine_description(got).endswith("world 1, fp32")
+    monkeypatch.setattr(training, "widest_isa", lambda: "avx2")
+    assert "cpu, avx2), world 1, fp32" in training.machine_description(got)
     monkeypatch.setattr(training, "bf16_is_fast", lambda device: True)
     assert training.native_precision(asked) is asked
     assert training.machine_description(asked).endswith("world 1, bf16")

@@ -45,7 +45,7 @@ from jpegsr.data import (
 from jpegsr.denoisers import DEFAULT_DENOISER, make_denoiser
 from jpegsr.inference import bf16_is_fast
 from jpegsr.metrics import PSNR
-from jpegsr.perf import cpu_model
+from jpegsr.perf import cpu_model, widest_isa
 from jpegsr.train_step import TrainStep
 from jpegsr.weights_io import load_model, save_weights
 
@@ -114,9 +114,13 @@ def validate(model: nn.Module, val: list[Triplet], config: TrainConfig) -> float
 def machine_description(config: TrainConfig, world: int = 1) -> str:
     """Where and how the run trained, for the model card: the GPU or CPU model, cores, ranks
     and the arithmetic (bf16 autocast or fp32; see :func:`native_precision`)."""
-    chip = torch.cuda.get_device_name() if config.device == "cuda" else cpu_model()
+    host = f"{platform.machine()}, {os.cpu_count()} cpu"
+    if config.device == "cuda":
+        chip = torch.cuda.get_device_name()
+    else:  # one model name ("AMD EPYC") covers chips with and without native bf16
+        chip, host = cpu_model(), f"{host}, {widest_isa() or 'no avx2'}"
     precision = "bf16" if config.bf16 else "fp32"
-    return f"{chip} ({platform.machine()}, {os.cpu_count()} cpu), world {world}, {precision}"
+    return f"{chip} ({host}), world {world}, {precision}"
 
 
 _TConfig = TypeVar("_TConfig", TrainConfig, DenoiserTrainConfig)
