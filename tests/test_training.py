@@ -351,6 +351,19 @@ def test_bf16_is_asked_for_but_trains_in_fp32_where_the_device_lacks_it(monkeypa
     assert training.native_precision(off) is off  # fp32 asked for: nothing to say
 
 
+def test_a_run_in_fp32_for_want_of_bf16_keeps_the_asked_config(tmp_path, monkeypatch):
+    """The run folder's config.yaml keeps ``bf16: true`` as asked (a resume elsewhere decides
+    afresh); the exported weights' machine line says the run was fp32."""
+    from jpegsr import train as training
+
+    monkeypatch.setattr(training, "bf16_is_fast", lambda device: False)
+    config = load_config(_tiny_config(tmp_path, "nobf16", iterations=2, val_every=1000))
+    weights = training.train(config, progress=False)
+    kept = yaml.safe_load((weights.parent / "config.yaml").read_text())
+    assert kept["bf16"] is True
+    assert load_model(weights).metadata["machine"].endswith("world 1, fp32")
+
+
 def test_a_signal_stops_training_with_a_checkpoint_where_it_stopped(tmp_path):
     """Ctrl-C (SIGINT) or SIGTERM: the run saves a checkpoint after the iteration it is in
     (not only at the last periodic one), says so in one line, exits 128 + the signal, and

@@ -251,7 +251,9 @@ def open_run(config: TrainConfig, resume: bool) -> Run:
     return run
 
 
-def _build_step(config: TrainConfig, run: Run) -> TrainStep:
+def _build_step(config: TrainConfig, run: Run, asked: TrainConfig) -> TrainStep:
+    """``config`` as run (:func:`native_precision`); ``asked``, as the user wrote it, is what
+    the run folder's config.yaml keeps, so a resume on another machine decides afresh."""
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.data.scale)
     if config.init_from:
@@ -267,7 +269,7 @@ def _build_step(config: TrainConfig, run: Run) -> TrainStep:
     if run.rank == 0:
         truncate_log(run.dir / "train_log.csv", run.start)
         truncate_log(run.dir / "val_log.csv", run.start)
-        (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(asked), sort_keys=False))
     return step
 
 
@@ -351,8 +353,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     del train_set
     # 3. model, EMA, optimizer, loss in the arithmetic this device runs fast; state and logs
     #    from the checkpoint when resuming
-    config = native_precision(config)
-    step = _build_step(config, run)
+    asked, config = config, native_precision(config)
+    step = _build_step(config, run, asked)
     # 4. iterate: one step per batch; log, validate and checkpoint when due
     main_rank = run.rank == 0
     bar = tqdm(total=config.iterations, initial=run.start, desc=config.name,

@@ -129,7 +129,9 @@ def _held_out_psnr(model: nn.Module, val: list[np.ndarray], device: str) -> floa
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _build(config: DenoiserTrainConfig, run: Run) -> tuple[nn.Module, torch.optim.Optimizer]:
+def _build(
+    config: DenoiserTrainConfig, run: Run, asked: DenoiserTrainConfig
+) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(config.seed)
     model = models.build(config.model, 1).to(config.device)
     if config.channels_last:
@@ -142,7 +144,7 @@ def _build(config: DenoiserTrainConfig, run: Run) -> tuple[nn.Module, torch.opti
         run.start = int(state["iteration"])
         run.seconds_before = float(state.get("wall_seconds", 0.0))
     truncate_log(run.dir / "train_log.csv", run.start)
-    (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    (run.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(asked), sort_keys=False))
     return model, optimizer
 
 
@@ -167,8 +169,8 @@ def train_denoiser(
     store = GrayStore(train, config.device)
     del train
     # 3. model and Adam in the arithmetic this device runs fast, resumed from the checkpoint
-    config = native_precision(config)
-    model, optimizer = _build(config, run)
+    asked, config = config, native_precision(config)
+    model, optimizer = _build(config, run, asked)
     model.train()
     # 4. iterate
     bar = tqdm(total=config.iterations, initial=run.start, desc=config.name,
