@@ -41,7 +41,7 @@ from jpegsr import models
 from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
-from jpegsr.inference import bf16_is_fast
+from jpegsr.inference import bf16_is_fast, use_bf16
 from jpegsr.perf import conv_flops, cpu_model, widest_isa
 from jpegsr.train_step import TrainStep
 
@@ -372,10 +372,7 @@ def main() -> int:
     store = TripletStore(training_triplets(args.images), 4, device)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.precision == "auto":
-        bf16 = bf16_is_fast(torch.device(device))  # as `jpegsr train` decides
-    else:
-        bf16 = args.precision == "bf16"
+    bf16 = use_bf16(args.precision, torch.device(device))  # auto: as `jpegsr train` decides
     common = {
         "device": device,
         "machine": machine(device),

@@ -98,7 +98,7 @@ def test_without_onednn_the_fused_copy_falls_back_to_plain_ops(crop, monkeypatch
 def test_bf16_on_a_cpu_without_it_runs_the_plain_convolutions(crop, monkeypatch):
     """oneDNN refuses bf16 on an AVX2-only CPU: the fused copy then runs plain convolutions
     (bf16, emulated) instead of failing, close to fp32 as on a CPU with native bf16."""
-    monkeypatch.setattr(fused_mod, "_onednn_runs_bf16", lambda: False)
+    monkeypatch.setattr(fused_mod, "onednn_runs_bf16", lambda: False)
     assert fused_mod.onednn_fusion_available(torch.device("cpu"), torch.float32)
     assert not fused_mod.onednn_fusion_available(torch.device("cpu"), torch.bfloat16)
     loaded = jpegsr.load_model("blind_long")

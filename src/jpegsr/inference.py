@@ -35,7 +35,7 @@ from jpegsr.imageio import (
     image_to_arrays,
     jpeg_quality,
 )
-from jpegsr.models.fused import fuse_for_inference
+from jpegsr.models.fused import fuse_for_inference, onednn_runs_bf16
 from jpegsr.models.registry import sr_output
 from jpegsr.weights_io import (
     AUTO_MODEL,
@@ -167,12 +167,7 @@ def bf16_is_fast(device: torch.device) -> bool:
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return device.type == "cpu" and onednn_runs_bf16()
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

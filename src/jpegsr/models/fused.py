@@ -47,11 +47,13 @@ def onednn_fusion_available(device: torch.device, dtype: torch.dtype = torch.flo
         and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     )
     if available and dtype == torch.bfloat16:
-        return _onednn_runs_bf16()
+        return onednn_runs_bf16()
     return available
 
 
-def _onednn_runs_bf16() -> bool:
+def onednn_runs_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX); where it does not,
+    its bf16 convolutions refuse to run and plain ones emulate it, many times slower."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
