@@ -19,6 +19,7 @@ benchmarks/results.json and the tables in benchmarks/README.md (both written by 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
 import subprocess
@@ -37,11 +38,12 @@ from jpegsr.allocator import keep_freed_memory
 from jpegsr.benchmark import evaluate_set, resolve_set
 from jpegsr.imageio import PNG_COMPRESS_LEVEL
 from jpegsr.inference import MAX_PASS_SIDE, upscale_array, use_bf16
-from jpegsr.models.fused import fuse_for_inference, onednn_fusion_available
+from jpegsr.models.fused import onednn_fusion_available
 from jpegsr.perf import (
     conv_flops,
     cpu_features,
     cpu_model,
+    fused_conv_flops,
     matmul,
     speed_test_image,
     timed,
@@ -100,18 +102,6 @@ def peak_rss_child(h: int, w: int, kwargs: dict[str, object]) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
 
-def fused_conv_flops(module: torch.nn.Module, x: torch.Tensor) -> float:
-    """The convolution work of ``module``'s fused inference copy on ``x`` (counted on its
-    plain-PyTorch form, which runs the same convolutions as the oneDNN one)."""
-    fused = fuse_for_inference(module, torch.float32, torch.device("cpu"))
-    if fused is None:
-        return conv_flops(module, x)
-    for m in fused.modules():
-        if hasattr(m, "onednn"):
-            m.onednn = False
-    return conv_flops(fused, x.contiguous(memory_format=torch.channels_last))
-
-
 def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """The methods compared with the path jpegsr takes, each uint8 LR -> uint8 x4."""
     loaded = jpegsr.load_model(MODEL)
@@ -133,11 +123,11 @@ def peers(threads: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return methods
 
 
-def precision_delta() -> float:
-    """Max |Y-PSNR bf16 - fp32| of MODEL over the four sets (committed results)."""
+def precision_delta(model: str) -> float:
+    """Max |Y-PSNR bf16 - fp32| of ``model`` over the four sets (committed results)."""
     root = OUT.parent / "results"
-    fp32 = json.loads((root / f"models/{MODEL}_q20.json").read_text())["sets"]
-    bf16 = json.loads((root / f"precision/{MODEL}_q20_bf16.json").read_text())["sets"]
+    fp32 = json.loads((root / f"models/{model}_q20.json").read_text())["sets"]
+    bf16 = json.loads((root / f"precision/{model}_q20_bf16.json").read_text())["sets"]
     return max(abs(fp32[s]["psnr"] - bf16[s]["psnr"]) for s in fp32)
 
 
@@ -180,6 +170,7 @@ def throughput(loaded: LoadedModel, img: np.ndarray, fused_gflop: float, n: int)
 
 def markdown(res: dict) -> str:
     a, d, m, paths = res["a_upscale_480x320"], res["d_gflops"], res["machine"], res["paths"]
+    model = res["model"]  # the results' own model: MODEL may have changed since they were taken
     feats = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["cpu_features"].items())
     rows = [
         "# Speed and memory benchmarks",
@@ -195,22 +186,27 @@ def markdown(res: dict) -> str:
         "python benchmarks/ray_throughput.py  # -> benchmarks/ray_throughput.{json,md}",
         "python benchmarks/int8_pt2e.py   # -> benchmarks/int8_pt2e.{json,md} (needs torchao)",
         "python benchmarks/page_faults.py  # -> benchmarks/page_faults.{json,md}",
+        "python benchmarks/machines.py    # -> benchmarks/machines.{json,md} (this CPU's row)",
+        "python benchmarks/pass_side.py   # -> benchmarks/pass_side.{json,md}",
         "```",
         "",
         "[`fast_paths.md`](fast_paths.md) times the fast-path candidates on one tile and shows",
         "where the time goes; [`int8_pt2e.md`](int8_pt2e.md) why int8 is not shipped (compiled",
         "int8 ran slower than the fused bf16 path and cost more than 0.05 dB);",
         "[`png_encode.md`](png_encode.md) what writing the result costs",
-        f"(`jpegsr upscale` writes PNG at zlib level {PNG_COMPRESS_LEVEL}). `jpegsr upscale` runs",
+        f"(`jpegsr upscale` writes PNG at zlib level {PNG_COMPRESS_LEVEL});",
+        "[`machines.md`](machines.md) the time on each CPU measured (many have no native",
+        "bf16 and run fp32); [`pass_side.md`](pass_side.md) how large auto tiling's passes",
+        "are, and why. `jpegsr upscale` runs",
         "the model's fused inference copy",
         "(`jpegsr.models.fused`: oneDNN convolutions with the ReLU and residual adds as post-ops,",
         "no concatenations, folded constants, the upsampling tail folded into one convolution)",
         "in bf16 where the CPU runs bf16 natively",
         "(`--precision auto`, the default) and in fp32 elsewhere; without oneDNN the same copy",
         "runs on plain PyTorch ops. On the four benchmark sets bf16 changes Y-PSNR by at most",
-        f"{precision_delta():.4f} dB",
-        f"([`results/precision/{MODEL}_q20_bf16.json`](../results/precision/{MODEL}_q20_bf16.json)"
-        f" vs [`results/models/{MODEL}_q20.json`](../results/models/{MODEL}_q20.json)).",
+        f"{precision_delta(model):.4f} dB",
+        f"([`results/precision/{model}_q20_bf16.json`](../results/precision/{model}_q20_bf16.json)"
+        f" vs [`results/models/{model}_q20.json`](../results/models/{model}_q20.json)).",
         "",
         f"Machine: {m['cpu']}, {m['cores']} torch threads, torch {m['torch']}, "
         f"Python {m['python']}. Command: `{res['command']}`.",
@@ -240,7 +236,13 @@ def markdown(res: dict) -> str:
         f"Median of {a['repeats']} runs each, after one warm-up, the paths' runs "
         f"interleaved; the same image for every path. Auto tiling bounds each forward pass "
         f"to {a['max_pass_side']['bf16']}^2 LR "
-        f"pixels in bf16, {a['max_pass_side']['fp32']}^2 in fp32.",
+        f"pixels in bf16, {a['max_pass_side']['fp32']}^2 in fp32"
+        + (
+            "."
+            if a["max_pass_side"] == MAX_PASS_SIDE
+            else f" (jpegsr now uses {MAX_PASS_SIDE['bf16']}^2 and {MAX_PASS_SIDE['fp32']}^2: "
+            "[`pass_side.md`](pass_side.md))."
+        ),
         "",
         "## (e) The peers on the same image and cores; Set5 q=20 x4 quality",
         "",
@@ -267,7 +269,7 @@ def markdown(res: dict) -> str:
         "",
         "## (d) Throughput",
         "",
-        f"Convolutions the fused copy of `{MODEL}` runs on the 480x320 input: "
+        f"Convolutions the fused copy of `{model}` runs on the 480x320 input: "
         f"{a['fused_conv_gflop']:.0f} GFLOP (the model as trained: {a['conv_gflop']:.0f}; "
         "the fused copy folds the upsampling tail into one convolution). Whole image, border "
         "and tiling overlap not counted, so these rates are low bounds. Each rate is the best of "
@@ -299,13 +301,14 @@ def main() -> None:
     img = speed_test_image()
     cpu = torch.device("cpu")
     res: dict[str, object] = {
-        "machine": {"cpu": cpu_model(), "cores": threads,
+        "machine": {"cpu": cpu_model(), "arch": platform.machine(), "cores": threads,
                     "torch": torch.__version__, "python": platform.python_version(),
                     "cpu_features": cpu_features(),
                     "onednn_fusion": onednn_fusion_available(cpu),
                     "bf16_native": use_bf16("auto", cpu)},
         "versions": degrade.versions(),
         "model": MODEL,
+        "measured": datetime.date.today().isoformat(),
         "auto_path": auto_path(),
         "keep_freed_memory": kept,
     }  # fmt: skip
@@ -343,13 +346,13 @@ def check_targets(res: dict) -> list[tuple[str, str, str, bool]]:
     """(label, measured, target, met) for each target of issue #15 that this run measures."""
     a, d, paths, auto = res["a_upscale_480x320"], res["d_gflops"], res["paths"], res["auto_path"]
     t_auto = paths[auto]["seconds"]
-    out = [(f"480x320 -> 1920x1280, {MODEL}, auto ({auto})", f"{t_auto:.3f} s", "<= 0.25 s",
+    out = [(f"480x320 -> 1920x1280, {res['model']}, auto ({auto})", f"{t_auto:.3f} s", "<= 0.25 s",
             t_auto <= TARGETS["a_auto_s"])]  # fmt: skip
     delta = abs(paths[auto]["set5_psnr_change_db"])
     out.append(("Y-PSNR change of auto vs fp32, Set5 q=20", f"{delta:.4f} dB", "<= 0.02 dB",
                 delta <= TARGETS["psnr_delta_db"]))  # fmt: skip
     if auto.startswith("bf16"):
-        four = precision_delta()
+        four = precision_delta(res["model"])
         out.append(("Y-PSNR change of bf16 vs fp32, four sets q=20 (results/precision)",
                     f"{four:.4f} dB", "<= 0.02 dB", four <= TARGETS["psnr_delta_db"]))  # fmt: skip
     rss = paths[auto]["peak_rss_mib"]

@@ -42,7 +42,7 @@ from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
 from jpegsr.inference import bf16_is_fast, use_bf16
-from jpegsr.perf import conv_flops, cpu_model, widest_isa
+from jpegsr.perf import conv_flops, cpu_label, cpu_model, widest_isa
 from jpegsr.train_step import TrainStep
 
 HERE = Path(__file__).resolve().parent
@@ -103,8 +103,8 @@ def training_triplets(n_images: int) -> list[Triplet]:
 def machine(device: str) -> str:
     if device == "cuda":
         return f"{torch.cuda.get_device_name()} ({platform.machine()}, {os.cpu_count()} cpu)"
-    isa = widest_isa()  # rows from before it was recorded name no extension
-    return f"{cpu_model()} ({platform.machine()}, {torch.get_num_threads()} threads, {isa})"
+    # rows from before the extension was recorded name none
+    return cpu_label(cpu_model(), platform.machine(), torch.get_num_threads(), widest_isa())
 
 
 def recipe(

@@ -13,6 +13,8 @@ from jpegsr import degrade, metrics, models
 from jpegsr.cli import main
 from jpegsr.weights_io import save_weights
 
+REPO = Path(__file__).resolve().parents[1]
+
 SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "benchmark"
 
 
@@ -202,3 +204,41 @@ def test_timed_round_robin_interleaves_the_calls(monkeypatch):
     fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
     assert perf.timed_round_robin(fns, 3) == {"a": 1.0, "b": 1.0}
     assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then rounds
+
+
+def test_machines_table_keeps_each_cpus_row_and_lists_the_benchmark_machine(repo_script):
+    """benchmarks/machines.py: a run replaces only its own machine's row; speed.py's machine
+    comes from the committed results.json (labelled by its recorded CPU flags), unless this
+    script measured it too; the floor is the fused FLOPs at the matmul rate."""
+    machines = repo_script("benchmarks/machines.py")
+
+    def row(machine: str, seconds: float) -> dict:
+        return {"machine": machine, "measured": "d", "torch": "t", "model": "m",
+                "path": "fp32, fused", "seconds": seconds, "repeats": 5,
+                "fused_conv_gflop": 300.0, "conv_gflops": 100.0, "matmul_gflops": 150.0,
+                "source": "s"}  # fmt: skip
+
+    rows = machines.merge([row("A", 3.0), row("B", 1.0)], row("A", 2.5))
+    assert [(r["machine"], r["seconds"]) for r in rows] == [("B", 1.0), ("A", 2.5)]
+    assert machines.floor_s(rows[0]) == pytest.approx(2.0)
+    speed = json.loads((REPO / "benchmarks" / "results.json").read_text())
+    bench = machines.from_speed(speed)
+    m = speed["machine"]
+    assert bench["machine"].startswith(f"{m['cpu']} (x86_64, {m['cores']} threads, ")
+    assert bench["seconds"] == round(speed["paths"][speed["auto_path"]]["seconds"], 3)
+    listed = machines.rows_with_speed(rows, speed)
+    assert [r["machine"] for r in listed].count(bench["machine"]) == 1 and len(listed) == 3
+    mine = row(bench["machine"], 9.0)
+    assert machines.rows_with_speed([mine], speed) == [mine]
+    table = machines.render(listed).splitlines()
+    line = next(ln for ln in table if ln.startswith("| A |"))
+    assert "| 2.500 | 5 | 100 | 150 | 0.67 | 2.000 | s |" in line
+
+
+def test_readme_names_every_cpu_of_the_machines_table():
+    from jpegsr.reports import readme
+
+    rows = json.loads((REPO / "benchmarks" / "machines.json").read_text())["rows"]
+    text = "\n".join(readme.machines_summary(rows))
+    assert rows and all(f"{r['seconds']:.2f} s on {r['machine']}" in text for r in rows)
+    assert readme.machines_summary([]) == []

@@ -12,13 +12,6 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("park_run", REPO / "scripts/park_run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _tracked(repo: Path) -> list[str]:
     out = subprocess.run(["git", "ls-files"], cwd=repo, check=True, capture_output=True, text=True)
     return out.stdout.split()
@@ -35,8 +28,8 @@ def _run(repo: Path, at: int) -> Path:
     return run
 
 
-def test_park_and_unpark_round_trip_through_git(tmp_path, capsys, monkeypatch):
-    park_run = _script()
+def test_park_and_unpark_round_trip_through_git(tmp_path, capsys, monkeypatch, repo_script):
+    park_run = repo_script("scripts/park_run.py")
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -82,8 +75,8 @@ def test_park_and_unpark_round_trip_through_git(tmp_path, capsys, monkeypatch):
     assert _tracked(repo) == [] and pack.parked_bytes() == 0
 
 
-def test_park_refuses_a_run_without_checkpoint(tmp_path):
-    park_run = _script()
+def test_park_refuses_a_run_without_checkpoint(tmp_path, repo_script):
+    park_run = repo_script("scripts/park_run.py")
     (tmp_path / "runs" / "empty").mkdir(parents=True)
     with pytest.raises(SystemExit, match="has no checkpoint.pt to park"):
         park_run.main(["--repo", str(tmp_path), "park", str(tmp_path / "runs" / "empty")])

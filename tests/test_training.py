@@ -33,16 +33,6 @@ from jpegsr.weights_io import load_model, save_weights
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(relpath: str):
-    """A repository script (not a package module) loaded as a module, for its functions."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(Path(relpath).stem, REPO / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _images(folder: Path, n: int = 8, size: int = 64) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -708,8 +698,8 @@ def test_fit_without_extras_packs_the_training_split_that_table1_20k_trains_on(t
         assert data.val_count == 0 and all(d.startswith(".gpu_train/") for d in data.train_dirs)
 
 
-def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
-    pack = _script("scripts/pack_training_images.py")
+def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path, repo_script):
+    pack = repo_script("scripts/pack_training_images.py")
     files = []
     for i in range(10):
         files.append(tmp_path / f"f{i}")
@@ -719,10 +709,10 @@ def test_fit_evenly_keeps_the_most_images_spread_over_the_list(tmp_path):
     assert pack.fit_evenly(files, 99) == []
 
 
-def test_train_speed_profile_names_where_the_step_spends_its_time():
+def test_train_speed_profile_names_where_the_step_spends_its_time(repo_script):
     """benchmarks/train_speed.py --profile: the eager step's operators by self time, with
     the convolutions (forward and backward) among them, rendered as a table."""
-    ts = _script("benchmarks/train_speed.py")
+    ts = repo_script("benchmarks/train_speed.py")
     rng = np.random.default_rng(0)
     triplets = []
     for _ in range(2):
@@ -740,10 +730,10 @@ def test_train_speed_profile_names_where_the_step_spends_its_time():
     assert "batch 2 x 8 px" in text and "| `aten::convolution_backward` |" in text
 
 
-def test_train_speed_keeps_each_machines_rows():
+def test_train_speed_keeps_each_machines_rows(repo_script):
     """benchmarks/train_speed.py: a run replaces only the rows it remeasured on the same
     machine; another CPU's or GPU's rows of the same shape stay."""
-    ts = _script("benchmarks/train_speed.py")
+    ts = repo_script("benchmarks/train_speed.py")
 
     def row(device: str, machine: str, ms: float, compile_: object = False) -> dict:
         return {"device": device, "machine": machine, "compile": compile_, "batch": 16,
@@ -772,10 +762,10 @@ def test_train_speed_keeps_each_machines_rows():
     ]
 
 
-def test_train_speed_marks_targets_under_the_conv_floor():
+def test_train_speed_marks_targets_under_the_conv_floor(repo_script):
     """benchmarks/train_speed.py: the conv floor is the step's convolution FLOPs over the
     matmul rate, and a target below it is marked as such; one above it is not."""
-    ts = _script("benchmarks/train_speed.py")
+    ts = repo_script("benchmarks/train_speed.py")
 
     def row(machine: str, matmul: float) -> dict:
         return {"device": "cpu", "machine": machine, "date": "d", "compile": False,

@@ -20,7 +20,7 @@ import jpegsr
 import jpegsr.inference as up
 from jpegsr.batch import upscale_files
 from jpegsr.cli import add_upscale_arguments, upscale_command
-from jpegsr.inference import auto_tile, upscale, upscale_array
+from jpegsr.inference import MAX_PASS_SIDE, auto_tile, upscale, upscale_array
 from jpegsr.models import ModelDescriptor
 from jpegsr.weights_io import LoadedModel
 
@@ -100,6 +100,8 @@ def test_nearest_standin_exact_with_padding_and_min_size():
 
 def test_auto_tile_bounds_each_pass():
     assert auto_tile(200, 300, 16) == 0  # fits in one pass
+    # the speed test image, 480 x 320 with its border, is one pass in either precision
+    assert all(auto_tile(328, 488, 16, 8, max_side=side) == 0 for side in MAX_PASS_SIDE.values())
     tile = auto_tile(750, 1000, 16)  # a 4000 x 3000 result
     assert 0 < tile and tile + 2 * 16 <= 256
     assert auto_tile(328, 488, 16, max_side=512) == 0  # 480x320 with its border: one pass

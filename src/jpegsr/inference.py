@@ -46,11 +46,12 @@ from jpegsr.weights_io import (
 )
 
 # Auto tiling bounds every forward pass to about MAX_PASS_SIDE² LR pixels (512 x 512 LR is
-# 2048 x 2048 SR): peak memory then no longer grows with the image. bf16 passes hold half the
-# bytes, so they can be larger, and larger passes are faster (less overlap, fewer calls; a
-# 480 x 320 image is one pass); the sizes keep a 4000 x 3000 output under 1.5 GB
-# (benchmarks/README.md, peak RSS per path).
-MAX_PASS_SIDE = {"bf16": 512, "fp32": 256}
+# 2048 x 2048 SR): peak memory then no longer grows with the image. Larger passes are faster
+# (less overlap, fewer calls; in both precisions a 480 x 320 image is one pass) and take more
+# memory; bf16 passes hold half the bytes. The sizes keep a 4000 x 3000 output under 1.5 GB:
+# benchmarks/pass_side.md (time and peak RSS per size; fp32 at 256 took over a third longer
+# on an AVX2 CPU) and benchmarks/README.md (peak RSS per path).
+MAX_PASS_SIDE = {"bf16": 512, "fp32": 448}
 DEFAULT_OVERLAP = 16
 # Mirrored context added on every side of the image and cropped off the result. The network
 # pads each convolution with zeros, which the image's own borders would otherwise see: without

@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from jpegsr import degrade
+from jpegsr.models.fused import fuse_for_inference
 
 # CPU flags (as /proc/cpuinfo names them) that decide which kernels oneDNN can use
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -50,15 +51,23 @@ def cpu_features() -> dict[str, bool]:
     return {f: f in flags for f in CPU_FEATURES}
 
 
-def widest_isa() -> str:
+def widest_isa(features: dict[str, bool] | None = None) -> str:
     """The widest of this CPU's vector extensions that the fast paths tell apart: ``amx_bf16``,
     ``avx512_bf16``, ``avx512f`` or ``avx2`` (``""`` where none or unreadable). One model name
-    ("AMD EPYC") covers chips with and without native bf16; this names which one ran."""
-    features = cpu_features()
+    ("AMD EPYC") covers chips with and without native bf16; this names which one ran.
+    ``features``: a :func:`cpu_features` dict recorded elsewhere, instead of this CPU's."""
+    features = cpu_features() if features is None else features
     for isa in ("amx_bf16", "avx512_bf16", "avx512f", "avx2"):
         if features[isa]:
             return isa
     return ""
+
+
+def cpu_label(cpu: str, arch: str, threads: int, isa: str) -> str:
+    """A CPU as the speed tables name it: model name, architecture, threads used and the
+    widest vector extension (:func:`widest_isa`), since one model name can cover chips with
+    and without native bf16."""
+    return f"{cpu} ({arch}, {threads} threads, {isa or 'no avx2'})"
 
 
 def timed(
@@ -104,6 +113,19 @@ def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
         model(x)
     return float(sum(n for op, n in counter.get_flop_counts()["Global"].items()
                      if "convolution" in str(op)))  # fmt: skip
+
+
+def fused_conv_flops(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """The convolution work of ``module``'s fused inference copy on ``x`` (counted on its
+    plain-PyTorch form, which runs the same convolutions as the oneDNN one); ``module``'s own
+    where it has no fused copy."""
+    fused = fuse_for_inference(module, torch.float32, torch.device("cpu"))
+    if fused is None:
+        return conv_flops(module, x)
+    for m in fused.modules():
+        if hasattr(m, "onednn"):
+            m.onednn = False
+    return conv_flops(fused, x.contiguous(memory_format=torch.channels_last))
 
 
 def matmul(dtype: torch.dtype, n: int = 2048) -> tuple[Callable[[], object], float]:

@@ -1,6 +1,7 @@
 """README.md's generated blocks: the quality table (from what the ``quality`` report builds,
 not from results/quality.json on disk, so that ``all`` is right in one pass) and the speed
-summary (from benchmarks/results.json, ``python benchmarks/speed.py``). The rest of the
+summary (from benchmarks/results.json, ``python benchmarks/speed.py``, and
+benchmarks/machines.json, ``python benchmarks/machines.py``). The rest of the
 README is written by hand and left as it is."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from jpegsr.reports.common import RESULTS, replace_block
 
 README = Path("README.md")
 SPEED = Path("benchmarks/results.json")
+MACHINES = Path("benchmarks/machines.json")  # python benchmarks/machines.py
 PEER = "Real-ESRGAN x4plus (ncnn)"
 
 
@@ -35,11 +37,26 @@ def speed_summary(res: dict) -> list[str]:
     ]
 
 
+def machines_summary(rows: list[dict]) -> list[str]:
+    """One sentence: the same image on each CPU measured by ``benchmarks/machines.py`` (many
+    have no native bf16 and run fp32). Empty where there are none."""
+    if not rows:
+        return []
+    times = "; ".join(f"{r['seconds']:.2f} s on {r['machine']} ({r['path']})" for r in rows)
+    return [
+        f"The same image on each CPU measured since: {times} "
+        "([`benchmarks/machines.md`](benchmarks/machines.md), `python benchmarks/machines.py`)."
+    ]
+
+
 def build() -> dict[Path, str]:
     text = README.read_text()
     built = quality_report.build()[RESULTS / "quality.json"]
     text = replace_block(
         text, "quality-table", quality_report.readme_table(json.loads(built)["qualities"])
     )
-    text = replace_block(text, "speed", speed_summary(json.loads(SPEED.read_text())))
+    speed = json.loads(SPEED.read_text())
+    machines = json.loads(MACHINES.read_text())["rows"] if MACHINES.exists() else []
+    summary = speed_summary(speed) + machines_summary(machines)
+    text = replace_block(text, "speed", summary)
     return {README: text}
