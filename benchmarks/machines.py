@@ -23,8 +23,6 @@ import datetime
 import json
 import platform
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,6 +36,7 @@ from jpegsr.perf import (
     fused_conv_flops,
     matmul,
     speed_test_image,
+    timed_round_robin,
     widest_isa,
 )
 from jpegsr.weights_io import choose_shipped
@@ -54,20 +53,6 @@ def auto_path(cpu: torch.device) -> str:
     return f"{'bf16' if bf16 else 'fp32'}, {'fused' if fused else 'fused, plain ops'}"
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Each function's wall times over ``repeats`` rounds (one warm-up call each first), the
-    calls interleaved so a slow spell of a shared machine falls on all of them alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return times
-
-
 def measure(repeats: int = REPEATS) -> dict:
     """This machine's row: the auto path on the speed test image and the matmul beside it."""
     cpu = torch.device("cpu")
@@ -76,7 +61,8 @@ def measure(repeats: int = REPEATS) -> dict:
     img = speed_test_image()
     bf16 = use_bf16("auto", cpu)
     mm, mm_flop = matmul(torch.bfloat16 if bf16 else torch.float32)
-    times = interleaved({"upscale": lambda: upscale_array(loaded, img), "matmul": mm}, repeats)
+    fns = {"upscale": lambda: upscale_array(loaded, img), "matmul": mm}
+    times = timed_round_robin(fns, repeats, statistic=list)
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
     gflop = fused_conv_flops(loaded.module, x) / 1e9
     threads = torch.get_num_threads()

@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from jpegsr import degrade
 from jpegsr.models.fused import fuse_for_inference
+
+T = TypeVar("T")
 
 # CPU flags (as /proc/cpuinfo names them) that decide which kernels oneDNN can use
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -89,11 +92,12 @@ def timed(
 def timed_round_robin(
     fns: dict[str, Callable[[], object]],
     repeats: int,
-    statistic: Callable[[list[float]], float] = statistics.median,
-) -> dict[str, float]:
+    statistic: Callable[[list[float]], T] = statistics.median,
+) -> dict[str, T]:
     """:func:`timed` for several functions at once, their calls interleaved (one warm-up call
     each, then ``repeats`` rounds of one call each), so that a slow spell of a shared machine
-    falls on all of them alike rather than on whichever ran during it."""
+    falls on all of them alike rather than on whichever ran during it. ``statistic=list``
+    keeps every time."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
