@@ -30,7 +30,6 @@ PAPER_TABLE1: dict[str, list[tuple[float, float]] | None] = {
 PAPER_MODEL = "two-stage + cycle loss (paper's model)"
 # the paper's two-stage model at q=20: set -> (PSNR, SSIM)
 PAPER_Q20 = dict(zip(SETS, PAPER_TABLE1[PAPER_MODEL] or [], strict=True))
-TRAINING_BUDGET_H = 6.0  # issue #5's CPU budget, still the yardstick of results/quality.md
 # Steady-state s/iter of the GPU recipe run on this CPU (the last row of
 # `jpegsr train configs/gpu/blind_long_more.yaml --device cpu --iterations 60`)
 CPU_SPEED_LOG = RESULTS / "experiments/blind_long_more/cpu_speed_train_log.csv"

@@ -21,7 +21,6 @@ from jpegsr.reports.common import (
     PAPER_Q20,
     RESULTS,
     SETS,
-    TRAINING_BUDGET_H,
     cpu_equivalent_hours,
     load_sets,
     training_stages,
@@ -103,8 +102,7 @@ def build(experiments: list[Path] | None = None) -> dict[Path, str]:
         "|---|---|",
         *(f"| {n} | {h:.2f} |" for n, (h, _) in curve.items()),
         "",
-        "| target | last point | per doubling of training | needed (h of this CPU; budget "
-        f"{TRAINING_BUDGET_H:.0f} h) |",
+        "| target | last point | per doubling of training | needed (h of this CPU) |",
         "|---|---|---|---|",
     ]  # fmt: skip
     out = []

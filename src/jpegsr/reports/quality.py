@@ -14,7 +14,6 @@ from jpegsr.reports.common import (
     PAPER_Q20,
     RESULTS,
     SETS,
-    TRAINING_BUDGET_H,
     cell,
     cpu_equivalent_hours,
     cpu_seconds_per_gpu_iteration,
@@ -126,7 +125,8 @@ def build() -> dict[Path, str]:
             cells = " | ".join(cell(r["sets"], s) for s in SETS)
             lines.append(f"| {r['method']} x8 | {r['quality']} | {r.get('precision', 'fp32')} | "
                          f"{cells} | `{r['command']}` |")  # fmt: skip
-    lines += ["", "## Targets (issue #5)", "", "| target | result | met |", "|---|---|---|"]
+    lines += ["", "## Targets (issues #5 and #12)", "", "| target | result | met |"]
+    lines += ["|---|---|---|"]
     targets = []
     spec = table["20"]["rows"].get("q20")
     pick20 = table["20"]["auto"]
@@ -175,11 +175,14 @@ def build() -> dict[Path, str]:
             f"this CPU at its measured {cpu_spi:.2f} s/iter); total CPU-equivalent "
             f"{cpu_equivalent_hours(stages):.2f} h"
         )
-    targets.append((f"all shipped training <= {TRAINING_BUDGET_H:.0f} h of this CPU", result,
-                    cpu_equivalent_hours(stages) <= TRAINING_BUDGET_H))  # fmt: skip
+    # a record, not a target: issue #12 withdrew issue #5's 6 h CPU budget ("spend whatever
+    # compute the project gets, but spend it efficiently, and record it")
+    targets.append(("training behind the shipped models (recorded; issue #12 withdrew issue "
+                    "#5's 6 h CPU budget)", result, None))  # fmt: skip
     hours = {st["run"]: st["hours"] for st in stages}
     for label, result, ok in targets:
-        lines.append(f"| {label} | {result} | {'yes' if ok else '**no**'} |")
+        met = "-" if ok is None else "yes" if ok else "**no**"
+        lines.append(f"| {label} | {result} | {met} |")
     lines += ["", "How many hours of this CPU each target would take if the gain per doubling of "
               "training measured so far held: [`compute_curve.md`](compute_curve.md) "
               "(`jpegsr report curve`).", ""]  # fmt: skip
