@@ -159,6 +159,13 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         raise DataError(f"--quality must be in 1..100, got {args.quality}")
     set_names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    if not set_names:
+        raise DataError(f"--sets names no set: {args.sets!r}")
+    # checked before the run: a summary must not land on an image, nor fail after hours
+    if args.json and (args.json.suffix.lower() != ".json" or args.json.is_dir()):
+        raise DataError(f"--json must name a .json file, not {args.json}")
+    if args.out and args.out.exists() and not args.out.is_dir():
+        raise DataError(f"--out must name a folder, not the file {args.out}")
     folders = [resolve_set(args.data_root, s) for s in set_names]
     if args.self_ensemble and split_method(args.method)[1] == "bicubic":
         raise DataError("--self-ensemble applies to models, not bicubic")

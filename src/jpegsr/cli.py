@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -84,6 +85,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"jpegsr: warning: serving on {args.host}: other machines can reach this page",
               file=sys.stderr)  # fmt: skip
+    from jpegsr.weights_io import AUTO_MODEL, load_model
+
+    if args.model != AUTO_MODEL:
+        load_model(args.model)  # a name or file that cannot serve fails here, in one line
     options = ServeOptions(
         model=args.model,
         max_upload_mb=args.max_upload_mb,
@@ -104,6 +109,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from jpegsr.onnx_export import export_onnx
     except ImportError as exc:  # pragma: no cover - torch itself is always there
         print(f"jpegsr: export needs {exc.name}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out.exists() and not args.overwrite:  # never the weights it reads, nor any file
+        print(f"jpegsr: {args.out} exists; --overwrite replaces it", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out.suffix.lower() != ".onnx":
+        print(f"jpegsr: -o must name an .onnx file, not {args.out}", file=sys.stderr)
         return EXIT_USAGE
     try:
         path = export_onnx(load_model(args.model), args.out, args.opset)
@@ -142,11 +153,18 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- upscale
 
 
-def _non_negative_int(text: str) -> int:
+def _int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if abs(value) >= 2**62:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
     return value
@@ -163,16 +181,54 @@ def _outscale(text: str) -> float:
 
 
 def _jpeg_quality(text: str) -> int:
-    value = _positive_int(text)
-    if value > 100:
+    value = _int(text)
+    if not 1 <= value <= 100:
         raise argparse.ArgumentTypeError(f"must be in 1..100, not {value}")
     return value
 
 
 def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+TRACEBACK_ENV = "JPEGSR_TRACEBACK"  # set: unexpected errors raise with their traceback
+MAX_THREADS = 1024  # more is a typo, and the thread pool would crash the process
+
+
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_THREADS}, not {value}")
+    return value
+
+
+MIN_TILE = 16  # LR pixels: smaller tiles spend nearly all their time on overlap
+
+
+def _tile(text: str) -> int:
     value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1")
+    if 0 < value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"must be 0 (no tiling) or >= {MIN_TILE}, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be in 1..65535, not {value}")
+    return value
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a number of MB above 0, not {text}")
     return value
 
 
@@ -218,7 +274,7 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
                       help="output H pixels high, the aspect kept (at most 4x)")  # fmt: skip
     parser.add_argument(
         "--tile",
-        type=_non_negative_int,
+        type=_tile,
         default=None,
         metavar="PX",
         help="LR tile size in pixels; 0 = no tiling (default: automatic, bounded memory)",
@@ -275,7 +331,7 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_threads,
         default=None,
         metavar="N",
         help="CPU threads for torch; with --engine ray, of each actor (default 1, and the CPUs "
@@ -412,6 +468,10 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
         print(f"jpegsr: {shown(target)}", file=sys.stderr)
         return EXIT_USAGE
     outdir, output_name, fmt = target
+    if args.suffix and (Path(args.suffix).name != args.suffix or args.suffix in (".", "..")):
+        print(f"jpegsr: --suffix is appended to file names: no folders ({args.suffix!r})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     if args.output_quality is not None and fmt == "png":
         print("jpegsr: --output-quality applies to jpg and webp outputs; PNG is lossless",
               file=sys.stderr)  # fmt: skip
@@ -504,12 +564,14 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")
     p.add_argument("--scale", type=int, default=4, choices=degrade.SCALES)
-    p.add_argument("--quality", type=int, default=degrade.DEFAULT_QUALITY, help="JPEG quality")
+    p.add_argument(
+        "--quality", type=_jpeg_quality, default=degrade.DEFAULT_QUALITY, help="JPEG quality"
+    )
     p.add_argument("--data-root", type=Path, help=f"folder of set folders ({DEFAULT_DATA_ROOT})")
     p.add_argument("--json", type=Path, help="write the summary as JSON here")
     p.add_argument("--out", type=Path, help="write per-image CSVs into this folder")
     p.add_argument("--rgb", action="store_true", help="measure on RGB, not Y (AIM 2022 style)")
-    p.add_argument("--tile", type=int, help="tile size for model inference (default: auto)")
+    p.add_argument("--tile", type=_tile, help="tile size for model inference (default: auto)")
     p.add_argument(
         "--self-ensemble", action="store_true", help="models: average over 8 flips/rotations"
     )
@@ -561,9 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jpegsr.weights_io import AUTO_MODEL
 
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--model", default=AUTO_MODEL, help="default model (default: %(default)s)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB",
+    p.add_argument("--max-upload-mb", type=_megabytes, default=20.0, metavar="MB",
                    help="larger uploads get 413 (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-pixels", type=_non_negative_int, default=DEFAULT_MAX_PIXELS,
                    metavar="N", help="larger images get 400; 0 = no limit")  # fmt: skip
@@ -571,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images upscaled at once (default: %(default)s)")  # fmt: skip
     p.add_argument("--queue", type=_positive_int, default=8,
                    help="requests in progress before 503 (default: %(default)s)")  # fmt: skip
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=_threads, default=None, help="CPU threads for torch")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("export", help="export a model for other runtimes (ONNX)")
@@ -579,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="shipped model name or .safetensors path")
     p.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=_positive_int, default=17)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="rebuild derived tables from committed results")
@@ -601,9 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("config", help="YAML training config (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    p.add_argument("--iterations", type=int, help="override the config's iteration count")
+    p.add_argument("--iterations", type=_positive_int, help="override the config's iteration count")
     p.add_argument("--out-dir", help="override the config's output folder")
-    p.add_argument("--threads", type=int, help="torch CPU threads (does not change results)")
+    p.add_argument("--threads", type=_threads, help="torch CPU threads (does not change results)")
     p.add_argument(
         "--device", choices=["cpu", "cuda"], help="override the config's device (cpu or cuda)"
     )
@@ -615,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list architectures and shipped weights")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--scale", type=int, default=4)
+    from jpegsr.degrade import SCALES
+
+    p.add_argument("--scale", type=int, default=4, choices=SCALES)
     p.set_defaults(func=_cmd_models)
     return parser
 
@@ -645,9 +710,21 @@ def _run(args: argparse.Namespace) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"jpegsr: error: {msg}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    except OSError as exc:  # a file or folder it cannot read or write: one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"jpegsr: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("jpegsr: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - anything else: one line, never a traceback
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""
+        print(f"jpegsr: error: {type(exc).__name__}: {first} (set {TRACEBACK_ENV}=1 for the "
+              "traceback)", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

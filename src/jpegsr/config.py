@@ -11,9 +11,33 @@ from typing import Any, Literal
 
 import yaml
 
+from jpegsr.degrade import SCALES
+
+MIN_PATCH = 8  # the smallest training crop side (LR pixels) a config may ask for
+
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message is for the user."""
+
+
+def _check(ok: bool, key: str, rule: str, value: object) -> None:
+    """Refuse ``value`` of ``key`` unless ``ok``: one line naming the key and the rule."""
+    if not ok:
+        raise ConfigError(f"{key}: must be {rule}, got {value!r}")
+
+
+def _at_least(low: int, **values: int) -> None:
+    for key, value in values.items():
+        _check(value >= low, key, f">= {low}", value)
+
+
+def _jpeg_quality(key: str, q: int) -> None:
+    _check(1 <= q <= 100, key, "a JPEG quality in 1..100", q)
+
+
+def _downscales(key: str, factors: list[float]) -> None:
+    _check(bool(factors) and all(0 < f <= 1 for f in factors), key,
+           "a non-empty list of factors in (0, 1]", factors)  # fmt: skip
 
 
 @dataclass
@@ -40,6 +64,13 @@ class DataConfig:
     extra_train_dirs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        _check(self.scale in SCALES, "data.scale", f"one of {SCALES}", self.scale)
+        _check(bool(self.qualities), "data.qualities", "a non-empty list", self.qualities)
+        for q in [*self.qualities, self.val_quality]:
+            _jpeg_quality("data.qualities / data.val_quality", q)
+        _at_least(MIN_PATCH, **{"data.lr_patch": self.lr_patch})
+        _at_least(0, **{"data.val_count": self.val_count})
+        _downscales("data.hr_scales", self.hr_scales)
         if len(set(self.qualities)) != len(self.qualities):
             raise ConfigError(f"data.qualities: repeated entries in {self.qualities}")
         w = self.quality_weights
@@ -70,6 +101,15 @@ class OptimConfig:
     # parameter-name prefixes to train (e.g. ["coarse."]: a part grown onto a trained model);
     # every other parameter stays as loaded. Empty: train everything.
     train_only: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", "> 0", self.lr)
+        _check(self.min_lr >= 0, "optim.min_lr", ">= 0", self.min_lr)
+        _check(all(0 <= b < 1 for b in self.betas), "optim.betas", "in [0, 1)", self.betas)
+        _check(0 <= self.ema_decay < 1, "optim.ema_decay", "in [0, 1) (0: off)", self.ema_decay)
+        _check(self.grad_clip >= 0, "optim.grad_clip", ">= 0 (0: off)", self.grad_clip)
+        _at_least(1, **{"optim.halve_every": self.halve_every})
+        _at_least(0, **{"optim.warmup": self.warmup})
 
 
 @dataclass
@@ -106,6 +146,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
+    def __post_init__(self) -> None:
+        _at_least(1, iterations=self.iterations, batch_size=self.batch_size,
+                  checkpoint_every=self.checkpoint_every, val_every=self.val_every,
+                  log_every=self.log_every)  # fmt: skip
+        _at_least(0, threads=self.threads)
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
@@ -136,6 +182,14 @@ class DenoiserTrainConfig:
     threads: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        _at_least(1, iterations=self.iterations, batch_size=self.batch_size,
+                  checkpoint_every=self.checkpoint_every, log_every=self.log_every)  # fmt: skip
+        _at_least(MIN_PATCH, patch=self.patch)
+        _at_least(0, threads=self.threads, val_count=self.val_count)
+        _check(self.sigma_max >= 0, "sigma_max", ">= 0", self.sigma_max)
+        _downscales("hr_scales", self.hr_scales)
 
     @property
     def run_dir(self) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jpegsr import metrics
-from jpegsr.data import list_images, read_rgb, split_train_val
+from jpegsr.data import DataError, list_images, read_rgb, split_train_val
 from jpegsr.degrade import degrade
 from jpegsr.inference import upscale_array
 from jpegsr.weights_io import LoadedModel
@@ -44,7 +44,10 @@ def validation_images(data_root: Path, images: Path | None = None) -> list[Path]
     """Sun-Hays 80 plus the held-out training images, in a fixed order; or, given ``images``,
     the images of that folder (e.g. .extra_photos/holdout, the extra photos' own check)."""
     if images is not None:
-        return list_images(images)
+        found = list_images(images)
+        if not found:
+            raise DataError(f"--images {images}: no images there")
+        return found
     train = [p for d in TRAIN_DIRS for p in list_images(data_root / d)]
     return list_images(data_root / "validation" / "SunHays80") + split_train_val(train, HELD_OUT)[1]
 
@@ -228,6 +231,8 @@ def paired_result_path(candidate: str, reference: str, out: Path = RESULTS) -> P
 def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     import json
 
+    if len(args.label) > len(args.weights):
+        raise DataError(f"{len(args.label)} --label for {len(args.weights)} weights")
     labels = args.label + [Path(w).stem for w in args.weights[len(args.label) :]]
     # scores on another image set go to their own folder, beside the standard set's
     out = args.out or RESULTS / (args.images.name if args.images else "")
