@@ -175,3 +175,11 @@ def test_unexpected_errors_and_os_errors_are_one_line(tmp_path, jpegsr_cli, monk
     monkeypatch.setattr(cli, "_cmd_models", boom)
     with pytest.raises(RuntimeError):
         main(["models"])
+
+
+def test_invalid_yaml_is_one_line_with_where(tmp_path, jpegsr_cli):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("name: x\nqualities: [10, 20\nmodel: y\n")
+    code, _, err = jpegsr_cli("train", str(cfg))
+    line = _one_error_line(err)
+    assert code == 2 and "invalid YAML at line" in line and str(cfg) in line
