@@ -123,6 +123,7 @@ def test_upscale_suffix_cannot_leave_the_output_folder(tmp_path, jpegsr_cli, mon
     "argv,words",
     [(["upscale", "a.png", "--threads", "100000"], "1..1024"),
      (["upscale", "a.png", "--tile", "1"], ">= 16"),
+     (["upscale", "a.png", "--engine", "ray", "--actors", "100000"], "1..1024"),
      (["upscale", "a.png", "--max-pixels", "99999999999999999999"], "out of range"),
      (["upscale", "a.png", "--threads", "-1"], "must be >= 1"),
      (["serve", "--port", "99999"], "1..65535"),

@@ -195,13 +195,14 @@ def _positive_int(text: str) -> int:
 
 
 TRACEBACK_ENV = "JPEGSR_TRACEBACK"  # set: unexpected errors raise with their traceback
-MAX_THREADS = 1024  # more is a typo, and the thread pool would crash the process
+# threads or Ray actors: more is a typo (100,000 threads crashed the process)
+MAX_COUNT = 1024
 
 
-def _threads(text: str) -> int:
+def _count(text: str) -> int:
     value = _positive_int(text)
-    if value > MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_THREADS}, not {value}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_COUNT}, not {value}")
     return value
 
 
@@ -331,7 +332,7 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument(
         "--threads",
-        type=_threads,
+        type=_count,
         default=None,
         metavar="N",
         help="CPU threads for torch; with --engine ray, of each actor (default 1, and the CPUs "
@@ -353,7 +354,7 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--actors",
-        type=_positive_int,
+        type=_count,
         default=None,
         metavar="N",
         help="--engine ray: actors upscaling at once, each loading the model once (default 1)",
@@ -633,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images upscaled at once (default: %(default)s)")  # fmt: skip
     p.add_argument("--queue", type=_positive_int, default=8,
                    help="requests in progress before 503 (default: %(default)s)")  # fmt: skip
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=_count, default=None, help="CPU threads for torch")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("export", help="export a model for other runtimes (ONNX)")
@@ -666,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--iterations", type=_positive_int, help="override the config's iteration count")
     p.add_argument("--out-dir", help="override the config's output folder")
-    p.add_argument("--threads", type=_threads, help="torch CPU threads (does not change results)")
+    p.add_argument("--threads", type=_count, help="torch CPU threads (does not change results)")
     p.add_argument(
         "--device", choices=["cpu", "cuda"], help="override the config's device (cpu or cuda)"
     )

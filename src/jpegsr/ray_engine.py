@@ -141,6 +141,7 @@ def upscale_files_ray(
     try:
         report_ready()
         if work:
+            actors = min(actors, len(work))  # an actor without a file would only load a model
             with _ray_session(address, actors * threads) as ray:
                 try:
                     for index, status, reason, notes in _run(ray, work, opt, actors, threads):
