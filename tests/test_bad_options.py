@@ -127,6 +127,7 @@ def test_upscale_suffix_cannot_leave_the_output_folder(tmp_path, jpegsr_cli, mon
      (["upscale", "a.png", "--max-pixels", "99999999999999999999"], "out of range"),
      (["upscale", "a.png", "--threads", "-1"], "must be >= 1"),
      (["serve", "--port", "99999"], "1..65535"),
+     (["export", "onnx", "blind", "-o", "x.onnx", "--opset", "999"], "7..20"),
      (["serve", "--max-upload-mb", "nan"], "above 0"),
      (["serve", "--max-upload-mb", "0"], "above 0"),
      (["models", "--scale", "5"], "invalid choice"),

@@ -216,6 +216,18 @@ def _tile(text: str) -> int:
     return value
 
 
+# the opsets torch's TorchScript-based ONNX exporter (jpegsr.onnx_export) writes
+ONNX_OPSETS = (7, 20)
+
+
+def _opset(text: str) -> int:
+    value = _int(text)
+    low, high = ONNX_OPSETS
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be in {low}..{high}, not {value}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -641,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=["onnx"])
     p.add_argument("model", help="shipped model name or .safetensors path")
     p.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=_positive_int, default=17)
+    p.add_argument("--opset", type=_opset, default=17)
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=_cmd_export)
 
