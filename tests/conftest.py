@@ -1,5 +1,5 @@
 """Shared by the test modules: loading a repository script (``scripts/``, ``benchmarks/``: not
-package modules) as a module, to test its functions."""
+package modules) as a module, to test its functions; running the command line in-process."""
 
 import importlib.util
 from collections.abc import Callable
@@ -23,3 +23,19 @@ def repo_script() -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture
+def jpegsr_cli(capsys) -> Callable[..., tuple[int, str, str]]:
+    """Run ``jpegsr ARGS...`` in-process; returns (exit code, stdout, stderr)."""
+    from jpegsr.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

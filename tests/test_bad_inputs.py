@@ -26,7 +26,6 @@ from torch import nn
 
 import jpegsr
 import jpegsr.inference as up
-from jpegsr.cli import main
 from jpegsr.imageio import ImageLoadError, load_image
 from jpegsr.models import ModelDescriptor, build
 from jpegsr.weights_io import LoadedModel, load_model, save_weights
@@ -45,19 +44,10 @@ def _noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture
-def run_cli(monkeypatch, capsys):
+def run_cli(monkeypatch, jpegsr_cli):
     """Run `jpegsr ...` in-process with the stand-in model; returns (exit code, out, err)."""
     monkeypatch.setattr(up, "resolve_model", lambda model, jpeg_quality=None: STANDIN)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:  # argparse usage errors
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return jpegsr_cli
 
 
 def _jpeg(pixels: np.ndarray, **kw) -> bytes:

@@ -21,15 +21,11 @@ BLIND = REPO / "src" / "jpegsr" / "weights" / "blind.safetensors"
 
 
 @pytest.fixture
-def jpegsr_cli(capsys):
-    """Run `jpegsr ...` in-process; returns (exit code, stdout, stderr)."""
+def jpegsr_cli(jpegsr_cli):
+    """conftest's in-process runner, asserting that no run prints a traceback."""
 
     def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:  # argparse usage errors
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
+        code, out, err = jpegsr_cli(*argv)
         assert "Traceback" not in err
         return code, out, err
 

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -85,10 +85,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"jpegsr: warning: serving on {args.host}: other machines can reach this page",
               file=sys.stderr)  # fmt: skip
-    from jpegsr.weights_io import AUTO_MODEL, load_model
+    from jpegsr.inference import resolve_model
+    from jpegsr.weights_io import AUTO_MODEL
 
-    if args.model != AUTO_MODEL:
-        load_model(args.model)  # a name or file that cannot serve fails here, in one line
+    if args.model != AUTO_MODEL:  # one that cannot serve fails here, in one line; the app
+        resolve_model(args.model)  # then finds it in resolve_model's cache
     options = ServeOptions(
         model=args.model,
         max_upload_mb=args.max_upload_mb,
@@ -170,21 +171,45 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _outscale(text: str) -> float:
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _outscale(text: str) -> float:
+    value = _float(text)
     if not 0 < value <= 4:
         raise argparse.ArgumentTypeError(f"must be in (0, 4], not {value:g}")
     return value
 
 
-def _jpeg_quality(text: str) -> int:
-    value = _int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be in 1..100, not {value}")
-    return value
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low..high``."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, not {value}")
+        return value
+
+    return parse
+
+
+_jpeg_quality = _int_in(1, 100)
+
+
+def _positive_up_to(high: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= 1 (said so when below) and at most ``high``."""
+
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be in 1..{high}, not {value}")
+        return value
+
+    return parse
 
 
 def _positive_int(text: str) -> int:
@@ -199,11 +224,7 @@ TRACEBACK_ENV = "JPEGSR_TRACEBACK"  # set: unexpected errors raise with their tr
 MAX_COUNT = 1024
 
 
-def _count(text: str) -> int:
-    value = _positive_int(text)
-    if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_COUNT}, not {value}")
-    return value
+_count = _positive_up_to(MAX_COUNT)
 
 
 MIN_TILE = 16  # LR pixels: smaller tiles spend nearly all their time on overlap
@@ -220,26 +241,12 @@ def _tile(text: str) -> int:
 ONNX_OPSETS = (7, 20)
 
 
-def _opset(text: str) -> int:
-    value = _int(text)
-    low, high = ONNX_OPSETS
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be in {low}..{high}, not {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be in 1..65535, not {value}")
-    return value
+_opset = _int_in(*ONNX_OPSETS)
+_port = _positive_up_to(65535)
 
 
 def _megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _float(text)
     if not 0 < value < 1e6:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be a number of MB above 0, not {text}")
     return value
