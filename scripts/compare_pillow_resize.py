@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from jpegsr import degrade, metrics
-from jpegsr.benchmark import DEFAULT_SETS, resolve_set
+from jpegsr.benchmark import resolve_set
 from jpegsr.data import list_images, read_rgb
+from jpegsr.defaults import DEFAULT_SETS
 
 
 def pillow_resize(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

@@ -27,9 +27,10 @@ import numpy as np
 
 from jpegsr import metrics
 from jpegsr.data import DataError, Triplet, build_triplets, list_images, split_train_val
+from jpegsr.defaults import DATASETS_ROOT
 from jpegsr.inference import upscale_array
 from jpegsr.reports.common import write_atomic
-from jpegsr.validation import DEFAULT_ROOT, RESULTS, paired_gains, scores_for, validation_images
+from jpegsr.validation import RESULTS, paired_gains, scores_for, validation_images
 from jpegsr.weights_io import (
     SHIPPED_DIR,
     LoadedModel,
@@ -56,7 +57,7 @@ def validation_psnr(loaded: LoadedModel, val: list[Triplet]) -> dict[str, float]
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-root", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--data-root", type=Path, default=DATASETS_ROOT)
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--train-dirs", nargs="+", default=TRAIN_DIRS, help="with --evaluate")
     ap.add_argument("--val-count", type=int, default=10, help="with --evaluate")

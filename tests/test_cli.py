@@ -36,3 +36,34 @@ def test_python_dash_m_jpegsr_is_the_command_line():
     bad = subprocess.run([sys.executable, "-m", "jpegsr", "upscale"], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "required: INPUT" in bad.stderr
+
+
+def test_help_and_usage_errors_do_not_import_torch():
+    """`jpegsr --help` and a mistyped option answer without importing torch (seconds on a small
+    CPU): the parser is built from jpegsr.defaults alone."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from jpegsr.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "for argv in (['--help'], ['upscale', '--help'], ['upscale', 'x.jpg', '--tile', '3']):\n"
+        "    try:\n"
+        "        parser.parse_args(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+    assert "must be 0 (no tiling) or >= 16" in run.stderr
+
+
+def test_report_names_are_the_reports_built():
+    from jpegsr.defaults import REPORT_NAMES
+    from jpegsr.reports import REPORTS
+
+    assert tuple(REPORTS) == REPORT_NAMES

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from jpegsr import inference
+from jpegsr.defaults import AUTO_MODEL
 from jpegsr.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
@@ -41,7 +42,7 @@ from jpegsr.imageio import (
     save_image,
 )
 from jpegsr.inference import DEFAULT_OVERLAP, ModelArg
-from jpegsr.weights_io import AUTO_MODEL, LoadedModel
+from jpegsr.weights_io import LoadedModel
 
 
 class OutputFolderError(ImageSaveError):

@@ -26,9 +26,8 @@ from tqdm import tqdm
 
 from jpegsr import degrade, metrics
 from jpegsr.data import DataError, list_images, read_rgb
+from jpegsr.defaults import BENCHMARK_ROOT
 
-DEFAULT_SETS = ("Set5", "Set14", "BSD100", "Urban100")
-DEFAULT_DATA_ROOT = Path("../shared/datasets/benchmark")
 DATA_HELP = (
     "get the benchmark sets (Set5, Set14, BSD100, Urban100) from e.g. the EDSR/BasicSR "
     "benchmark bundle or https://github.com/jbhuang0604/SelfExSR (Urban100), place one "
@@ -100,7 +99,7 @@ def resolve_set(data_root: Path | None, name: str) -> Path:
         return Path(name)
     if data_root is None:
         env = os.environ.get("JPEGSR_DATA_ROOT")
-        data_root = Path(env) if env else DEFAULT_DATA_ROOT
+        data_root = Path(env) if env else BENCHMARK_ROOT
         if not data_root.is_dir():
             raise DataError(f"no data root given and {data_root} does not exist; {DATA_HELP}")
     if not data_root.is_dir():
@@ -225,7 +224,8 @@ def training_record(method: str, quality: int) -> dict[str, str] | None:
 def model_for(base: str, quality: int) -> str:
     """The model a method names; "auto" is what `jpegsr upscale` picks for a file of this
     quality (Pillow-written JPEGs have exactly the quality their tables imply)."""
-    from jpegsr.weights_io import AUTO_MODEL, choose_shipped
+    from jpegsr.defaults import AUTO_MODEL
+    from jpegsr.weights_io import choose_shipped
 
     return choose_shipped(quality) if base == AUTO_MODEL else base
 

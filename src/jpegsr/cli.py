@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import TextIO
 
 from jpegsr.allocator import keep_freed_memory
+from jpegsr.defaults import (
+    AUTO_MODEL,
+    BENCHMARK_ROOT,
+    DATASETS_ROOT,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_QUALITY,
+    DEFAULT_SETS,
+    PRECISIONS,
+    REPORT_NAMES,
+    SCALES,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -86,7 +97,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"jpegsr: warning: serving on {args.host}: other machines can reach this page",
               file=sys.stderr)  # fmt: skip
     from jpegsr.inference import resolve_model
-    from jpegsr.weights_io import AUTO_MODEL
 
     if args.model != AUTO_MODEL:  # one that cannot serve fails here, in one line; the app
         resolve_model(args.model)  # then finds it in resolve_model's cache
@@ -254,10 +264,6 @@ def _megabytes(text: str) -> float:
 
 def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``upscale`` command's arguments (the flags of :class:`jpegsr.batch.BatchOptions`)."""
-    from jpegsr.imageio import DEFAULT_MAX_PIXELS
-    from jpegsr.inference import PRECISIONS
-    from jpegsr.weights_io import AUTO_MODEL
-
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns"
     )
@@ -572,9 +578,6 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
 
 
 def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
-    from jpegsr import degrade
-    from jpegsr.benchmark import DEFAULT_DATA_ROOT, DEFAULT_SETS
-
     p.add_argument(
         "--method",
         required=True,
@@ -583,11 +586,9 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
         "pre-denoise the compressed input (the paper's (M) rows)",
     )
     p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")
-    p.add_argument("--scale", type=int, default=4, choices=degrade.SCALES)
-    p.add_argument(
-        "--quality", type=_jpeg_quality, default=degrade.DEFAULT_QUALITY, help="JPEG quality"
-    )
-    p.add_argument("--data-root", type=Path, help=f"folder of set folders ({DEFAULT_DATA_ROOT})")
+    p.add_argument("--scale", type=int, default=4, choices=SCALES)
+    p.add_argument("--quality", type=_jpeg_quality, default=DEFAULT_QUALITY, help="JPEG quality")
+    p.add_argument("--data-root", type=Path, help=f"folder of set folders ({BENCHMARK_ROOT})")
     p.add_argument("--json", type=Path, help="write the summary as JSON here")
     p.add_argument("--out", type=Path, help="write per-image CSVs into this folder")
     p.add_argument("--rgb", action="store_true", help="measure on RGB, not Y (AIM 2022 style)")
@@ -605,11 +606,9 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_validate_arguments(p: argparse.ArgumentParser) -> None:
-    from jpegsr.validation import DEFAULT_ROOT
-
     p.add_argument("weights", nargs="+", help="shipped model names or .safetensors paths")
     p.add_argument("--against", help="reference model: print paired gains and the ship rule")
-    p.add_argument("--data-root", type=Path, default=DEFAULT_ROOT,
+    p.add_argument("--data-root", type=Path, default=DATASETS_ROOT,
                    help="folder holding validation/SunHays80 and train/{BSD200,T91}")  # fmt: skip
     p.add_argument("--images", type=Path,
                    help="score on this folder's images instead of Sun-Hays 80 + held-out "
@@ -639,9 +638,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser("serve", help="a local web page and HTTP API (needs jpegsr[serve])")
-    from jpegsr.imageio import DEFAULT_MAX_PIXELS
-    from jpegsr.weights_io import AUTO_MODEL
-
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--model", default=AUTO_MODEL, help="default model (default: %(default)s)")
@@ -665,10 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="rebuild derived tables from committed results")
-    from jpegsr.reports import REPORTS
-
-    p.add_argument("names", nargs="+", choices=[*REPORTS, "all"], metavar="NAME",
-                   help=f"one or more of {', '.join(REPORTS)}, or all")  # fmt: skip
+    p.add_argument("names", nargs="+", choices=[*REPORT_NAMES, "all"], metavar="NAME",
+                   help=f"one or more of {', '.join(REPORT_NAMES)}, or all")  # fmt: skip
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if a committed file differs")  # fmt: skip
     p.set_defaults(func=_cmd_report)
@@ -698,8 +692,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list architectures and shipped weights")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    from jpegsr.degrade import SCALES
-
     p.add_argument("--scale", type=int, default=4, choices=SCALES)
     p.set_defaults(func=_cmd_models)
     return parser

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
-from jpegsr.degrade import SCALES
+from jpegsr.defaults import SCALES
 
 MIN_PATCH = 8  # the smallest training crop side (LR pixels) a config may ask for
 

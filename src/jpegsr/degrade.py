@@ -10,13 +10,15 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, features
 
-DEFAULT_QUALITY = 20
-SCALES = (2, 3, 4)
+from jpegsr.defaults import DEFAULT_QUALITY, SCALES
+
+if TYPE_CHECKING:  # torch only for the cycle loss's twin, imported when that is called
+    import torch
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -91,6 +93,8 @@ def imresize_torch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 @lru_cache(maxsize=64)
 def _resize_matrix_torch(in_length: int, out_length: int, device: torch.device) -> torch.Tensor:
     """Cached per device: copying it to a GPU every step would make the host wait."""
+    import torch
+
     matrix = torch.tensor(resize_matrix(in_length, out_length), dtype=torch.float32)
     return matrix.to(device)
 
@@ -171,6 +175,7 @@ def versions() -> dict[str, str]:
     """Library versions that change the degradation; recorded with every result."""
     import cv2
     import PIL
+    import torch
 
     return {
         "pillow": PIL.__version__,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jpegsr.degrade import DEFAULT_QUALITY
+from jpegsr.defaults import DEFAULT_QUALITY
 from jpegsr.weights_io import SHIPPED_DIR, LoadedModel, load_model
 
 DENOISERS = ("dncnn", "nlm")

@@ -42,11 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from jpegsr.defaults import DEFAULT_MAX_PIXELS
 from jpegsr.degrade import estimate_jpeg_quality
-
-# Refuse inputs above 25 megapixels by default: a x4 result of that is 400 megapixels
-# (1.2 GB as 8-bit RGB), already far beyond the small JPEGs this tool is for.
-DEFAULT_MAX_PIXELS = 25_000_000
 
 # What a folder of images is made of, for upscaling and for training data alike.
 IMAGE_SUFFIXES = frozenset(

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from jpegsr.defaults import PRECISIONS
 from jpegsr.imageio import (
     apply_orientation,
     arrays_to_image,
@@ -169,9 +170,6 @@ def bf16_is_fast(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and onednn_runs_bf16()
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def renamed_precision(

@@ -127,7 +127,6 @@ def ship_verdict(gains: Sequence[PairedGain]) -> tuple[bool, str]:
 
 
 # --- `jpegsr validate` ------------------------------------------------------------------------
-DEFAULT_ROOT = Path("../shared/datasets")
 
 
 def _sha256(path: Path) -> str:

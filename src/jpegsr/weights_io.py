@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jpegsr import models
+from jpegsr.defaults import AUTO_MODEL
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-AUTO_MODEL = "auto"  # pick a shipped model per input from its JPEG quality
 FORMAT_VERSION = "1"
 # old shipped name -> new name; the old name still loads the model, with a warning
 RENAMED_MODELS = {"default": "q20"}  # renamed for what it does: trained at JPEG q=20 only

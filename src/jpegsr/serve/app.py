@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from jpegsr import __version__, inference
+from jpegsr.defaults import AUTO_MODEL
 from jpegsr.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
@@ -32,7 +33,7 @@ from jpegsr.imageio import (
     load_image,
     save_image,
 )
-from jpegsr.weights_io import AUTO_MODEL, WeightsError, choose_shipped, shipped_models
+from jpegsr.weights_io import WeightsError, choose_shipped, shipped_models
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = {"png": "image/png", "webp": "image/webp"}
