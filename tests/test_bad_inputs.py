@@ -201,6 +201,21 @@ def test_files_without_image_suffix_are_counted_as_skipped(tmp_path, run_cli):
     assert code == 0 and "1 upscaled, 0 failed, 1 skipped" in out
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_when_no_input_is_found_each_says_why_in_one_line(tmp_path, run_cli, dry_run):
+    (tmp_path / "empty").mkdir()
+    cases = {
+        str(tmp_path / "missing.jpg"): "no such file or directory",
+        str(tmp_path / "empty"): "no image files in this folder",
+        str(tmp_path / "empty" / "*.jpg"): "no image files match this pattern",
+    }
+    for name, why in cases.items():
+        argv = ["upscale", name, "-o", str(tmp_path / "out"), *(["--dry-run"] if dry_run else [])]
+        code, _, err = run_cli(*argv)
+        assert code == 2 and err.splitlines() == [f"jpegsr: {name}: {why}"], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_empty_output_folder_when_every_input_fails(tmp_path, run_cli):
     (tmp_path / "bad.jpg").write_bytes(b"")
     code, _, _ = run_cli("upscale", str(tmp_path / "bad.jpg"), "-o", str(tmp_path / "new"))

@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from jpegsr.allocator import keep_freed_memory
 from jpegsr.defaults import (
@@ -27,6 +27,9 @@ from jpegsr.defaults import (
     REPORT_NAMES,
     SCALES,
 )
+
+if TYPE_CHECKING:
+    from jpegsr.batch import UpscaleSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -532,8 +535,7 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
         summary = plan_files(args.inputs, outdir, options, log=log)
         for src, dst in summary.ok:
             print(f"{src} -> {dst}")
-        if summary.found == 0:
-            print("jpegsr: no input images found", file=sys.stderr)
+        if _nothing_found(summary):
             return EXIT_USAGE
         print(f"jpegsr: dry run: {len(summary.ok)} would be upscaled, {len(summary.failed)} "
               f"refused, {len(summary.skipped)} skipped; nothing written", file=report)  # fmt: skip
@@ -567,11 +569,20 @@ def _upscale(args: argparse.Namespace, names: dict[str, str], report: TextIO) ->
     except OutputFolderError as exc:
         print(f"jpegsr: {outdir}: {exc}", file=sys.stderr)
         return 1
-    if summary.found == 0:
-        print("jpegsr: no input images found", file=sys.stderr)
-        return 2
+    if _nothing_found(summary):
+        return EXIT_USAGE
     print(shown(summary.line()), file=report)
     return summary.exit_code
+
+
+def _nothing_found(summary: UpscaleSummary) -> bool:
+    """True when no input image was found. Says so in one line, unless each input's own line
+    (a missing file, a folder with none) already has."""
+    if summary.found:
+        return False
+    if not summary.failed:
+        print("jpegsr: no input images found", file=sys.stderr)
+    return True
 
 
 # --------------------------------------------------------------------------- benchmark, validate
