@@ -398,7 +398,7 @@ def test_cli_exit_codes_and_overwrite(tmp_path, cli, capsys):
     with Image.open(out / "a.png") as im:
         assert im.size == (16, 16)
     assert cli(str(tmp_path / "nothing*.png"), "-o", str(out)) == 2
-    assert "no input images" in capsys.readouterr().err
+    assert "no image files match this pattern" in capsys.readouterr().err
 
 
 def test_cli_output_file_for_one_input(tmp_path, cli, capsys):
