@@ -104,6 +104,13 @@ def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
     assert main(args) == 0
     again = json.loads((out / "m0.json").read_text())
     assert again["scores"] == saved["scores"] and again["ssim_scores"] == saved["ssim_scores"]
+    # a file cut short, or not a scores record, is measured again with one warning, not a crash
+    for broken in ('{"weights": "m0", "scor', '["not", "a", "record"]'):
+        (out / "m0.json").write_text(broken)
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert f"{out / 'm0.json'}: unreadable scores" in err and "Traceback" not in err
+        assert json.loads((out / "m0.json").read_text())["scores"] == saved["scores"]
     # a missing data root is one line on stderr, not a traceback
     assert main(["validate", str(weights[0]), "--data-root", str(tmp_path / "nope")]) != 0
     err = capsys.readouterr().err

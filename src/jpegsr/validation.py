@@ -161,12 +161,12 @@ def scores_for(
     cache = out_dir / f"{label}.json"
     sha = _sha256(path)
     saved = ModelScores({k: {} for k in keys}, {k: {} for k in keys})
-    if cache.is_file():
-        record = json.loads(cache.read_text())
+    record = _read_scores(cache)
+    if record is not None:
         # scores made before the mirrored border (BORDER) came in record none: 0
         same_code = record.get("inference_border", 0) == BORDER
         same = record.get("weights_sha256") == sha and list(record["scores"]) == keys
-        if same and same_code and "ssim_scores" in record:
+        if same and same_code and isinstance(record.get("ssim_scores"), dict):
             saved = ModelScores(record["scores"], record["ssim_scores"])
     missing = [q for q in qualities if any(str(q) not in saved.psnr[k] for k in keys)]
     if not missing:
@@ -195,6 +195,26 @@ def scores_for(
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(cache)
     return saved
+
+
+def _read_scores(cache: Path) -> dict | None:
+    """A scores file's record; None when there is none, or when it cannot be read as one (cut
+    short, edited by hand): then, with a warning, the scores are measured again and the file
+    rewritten whole, since everything in it derives from the weights and the images."""
+    import json
+    import warnings
+
+    if not cache.is_file():
+        return None
+    try:
+        record = json.loads(cache.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("scores"), dict):
+            raise ValueError("no per-image scores")
+    except (ValueError, UnicodeDecodeError) as exc:
+        warnings.warn(f"jpegsr: {cache}: unreadable scores ({exc}); measuring them again",
+                      stacklevel=2)  # fmt: skip
+        return None
+    return record
 
 
 def _by_quality(item: tuple[str, float]) -> int:
