@@ -29,9 +29,8 @@ import torch
 from tqdm import tqdm
 
 from jpegsr import inference
-from jpegsr.defaults import AUTO_MODEL
+from jpegsr.defaults import AUTO_MODEL, DEFAULT_MAX_PIXELS
 from jpegsr.imageio import (
-    DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     SAVE_FORMATS,
     TEMP_PREFIX,

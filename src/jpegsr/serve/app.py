@@ -25,9 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from jpegsr import __version__, inference
-from jpegsr.defaults import AUTO_MODEL
+from jpegsr.defaults import AUTO_MODEL, DEFAULT_MAX_PIXELS
 from jpegsr.imageio import (
-    DEFAULT_MAX_PIXELS,
     ImageLoadError,
     ImageSaveError,
     load_image,
