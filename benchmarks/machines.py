@@ -35,6 +35,8 @@ from jpegsr.perf import (
     cpu_model,
     fused_conv_flops,
     matmul,
+    measured_label,
+    quiet_check,
     speed_test_image,
     timed_round_robin,
     widest_isa,
@@ -55,6 +57,7 @@ def auto_path(cpu: torch.device) -> str:
 
 def measure(repeats: int = REPEATS) -> dict:
     """This machine's row: the auto path on the speed test image and the matmul beside it."""
+    busy = quiet_check()
     cpu = torch.device("cpu")
     model = choose_shipped(20)  # what `jpegsr upscale` uses for a q=20 file
     loaded = jpegsr.load_model(model)
@@ -78,6 +81,7 @@ def measure(repeats: int = REPEATS) -> dict:
         "conv_gflops": round(gflop / min(times["upscale"]), 1),
         "matmul_gflops": round(mm_flop / min(times["matmul"]) / 1e9, 1),
         "source": "`python benchmarks/machines.py`",
+        **({} if busy is None else {"cpu_busy": round(busy, 3)}),
     }
 
 
@@ -142,15 +146,17 @@ def render(rows: list[dict]) -> str:
         "the same precision, timed between the same runs; `floor` is those FLOPs at the matmul",
         "rate, the time this network on this path does not get below unless its convolutions",
         "outrun a dense matmul. Every path on the benchmark machine, the peers and the targets:",
-        "[`README.md`](README.md) (`python benchmarks/speed.py`).",
+        "[`README.md`](README.md) (`python benchmarks/speed.py`). A date marked *busy* was",
+        "measured while other processes kept that share of the CPUs busy: its times read slow.",
         "",
         "| machine | measured | torch | model | path | time (s) | runs | conv GFLOP/s "
         "| matmul GFLOP/s | conv/matmul | floor (s) | source |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        measured = measured_label(r["measured"], r.get("cpu_busy"))
         lines.append(
-            f"| {r['machine']} | {r['measured']} | {r['torch']} | {r['model']} | {r['path']} "
+            f"| {r['machine']} | {measured} | {r['torch']} | {r['model']} | {r['path']} "
             f"| {r['seconds']:.3f} | {r['repeats']} | {r['conv_gflops']:.0f} "
             f"| {r['matmul_gflops']:.0f} | {r['conv_gflops'] / r['matmul_gflops']:.2f} "
             f"| {floor_s(r):.3f} | {r['source']} |"

@@ -40,11 +40,13 @@ from jpegsr.imageio import PNG_COMPRESS_LEVEL
 from jpegsr.inference import MAX_PASS_SIDE, upscale_array, use_bf16
 from jpegsr.models.fused import onednn_fusion_available
 from jpegsr.perf import (
+    BUSY_WARNING,
     conv_flops,
     cpu_features,
     cpu_model,
     fused_conv_flops,
     matmul,
+    quiet_check,
     speed_test_image,
     timed,
     timed_round_robin,
@@ -168,6 +170,14 @@ def throughput(loaded: LoadedModel, img: np.ndarray, fused_gflop: float, n: int)
     return {name: flop[name] / best[name] / 1e9 for name in fns} | {"repeats": n}
 
 
+def busy_note(busy: float | None) -> str:
+    """A clause for the machine line where other processes were using the CPUs before the
+    run measured (results from before this was recorded: none)."""
+    if busy is None or busy <= BUSY_WARNING:
+        return ""
+    return f"; other processes kept {busy:.0%} of the CPUs busy as it began: its times read slow"
+
+
 def markdown(res: dict) -> str:
     a, d, m, paths = res["a_upscale_480x320"], res["d_gflops"], res["machine"], res["paths"]
     model = res["model"]  # the results' own model: MODEL may have changed since they were taken
@@ -209,7 +219,7 @@ def markdown(res: dict) -> str:
         f" vs [`results/models/{model}_q20.json`](../results/models/{model}_q20.json)).",
         "",
         f"Machine: {m['cpu']}, {m['cores']} torch threads, torch {m['torch']}, "
-        f"Python {m['python']}. Command: `{res['command']}`.",
+        f"Python {m['python']}. Command: `{res['command']}`" + busy_note(res.get("cpu_busy")) + ".",
         "",
         f"CPU features: {feats}; oneDNN fusion: {'yes' if m['onednn_fusion'] else 'no'}; "
         f"bf16 native: {'yes' if m['bf16_native'] else 'no'}, so `auto` takes "
@@ -296,6 +306,7 @@ def main() -> None:
         return
     n = 2 if args.quick else 5
     kept = keep_freed_memory()  # as `jpegsr upscale` does (benchmarks/page_faults.md)
+    busy = quiet_check()
     threads = torch.get_num_threads()
     loaded = jpegsr.load_model(MODEL)
     img = speed_test_image()
@@ -311,6 +322,7 @@ def main() -> None:
         "measured": datetime.date.today().isoformat(),
         "auto_path": auto_path(),
         "keep_freed_memory": kept,
+        **({} if busy is None else {"cpu_busy": round(busy, 3)}),
     }  # fmt: skip
     res["paths"] = paths = measure_paths(img, n, args.quick)
 

@@ -42,7 +42,14 @@ from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
 from jpegsr.inference import bf16_is_fast, use_bf16
-from jpegsr.perf import conv_flops, cpu_label, cpu_model, widest_isa
+from jpegsr.perf import (
+    conv_flops,
+    cpu_label,
+    cpu_model,
+    measured_label,
+    quiet_check,
+    widest_isa,
+)
 from jpegsr.train_step import TrainStep
 
 HERE = Path(__file__).resolve().parent
@@ -281,7 +288,9 @@ def render(rows: list[dict]) -> str:
         "below it. Targets (issue #12): CPU <= 250 ms at 16 x 48 px; GPU <= 11",
         "ms at 64 x 64 px with data <= 10%; a target under its row's floor is marked so. The",
         "process keeps freed memory for reuse, as `jpegsr train` does",
-        "(`jpegsr.allocator.keep_freed_memory`; [`page_faults.md`](page_faults.md)).",
+        "(`jpegsr.allocator.keep_freed_memory`; [`page_faults.md`](page_faults.md)). A date",
+        "marked *busy* was measured while other processes kept that share of the CPUs busy",
+        "(`jpegsr.perf.cpu_busy`, just before measuring): its times read slow.",
         "",
         "| device | machine | precision | measured | batch x px | compile | ms/iter | samples/s |"
         " data | conv TFLOP/s | matmul TFLOP/s | conv/matmul | conv floor ms | target |",
@@ -299,8 +308,9 @@ def render(rows: list[dict]) -> str:
             verdict = f"<= {target:g} ms: {'yes' if ok else '**no**'}"
             if floor > target:
                 verdict += " (under the floor)"
+        measured = measured_label(r["date"], r.get("cpu_busy"))
         lines.append(
-            f"| {r['device']} | {r['machine']} | {precision(r)} | {r['date']} | "
+            f"| {r['device']} | {r['machine']} | {precision(r)} | {measured} | "
             f"{r['batch']} x {r['patch']} | "
             f"{_compile_label(r['compile'])} | {r['ms_per_iter']:.1f} | "
             f"{r['samples_per_s']:.{0 if r['samples_per_s'] >= 10 else 1}f} | "
@@ -373,6 +383,7 @@ def main() -> int:
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
     bf16 = use_bf16(args.precision, torch.device(device))  # auto: as `jpegsr train` decides
+    busy = quiet_check()
     common = {
         "device": device,
         "machine": machine(device),
@@ -380,6 +391,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "matmul_tflops": round(matmul_tflops(device, bf16), 3),
+        **({} if busy is None else {"cpu_busy": round(busy, 3)}),
     }
     rows = []
     if args.cuda_graph and device != "cuda":

@@ -206,6 +206,56 @@ def test_timed_round_robin_interleaves_the_calls(monkeypatch):
     assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then rounds
 
 
+def test_cpu_busy_reads_the_kernels_cpu_times(tmp_path):
+    """Two /proc/stat readings a second apart: busy = non-idle over all (idle and iowait are
+    idle); a file that is not /proc/stat's shape gives None, not a number."""
+    from jpegsr import perf
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    assert perf._cpu_jiffies(stat) == (150, 1000)
+    for text in ("", "intr 1 2 3\n", "cpu  a b c d e\n", "cpu  1 2\n"):
+        stat.write_text(text)
+        assert perf._cpu_jiffies(stat) is None
+    assert perf.cpu_busy(0.01, tmp_path / "missing") is None
+
+
+def test_cpu_busy_sees_a_process_spinning_beside_it():
+    """One busy core of N reads as about 1/N busy: a benchmark run beside a training run is
+    marked (a real child process, not a mock)."""
+    import os
+    import subprocess
+    import sys
+
+    from jpegsr import perf
+
+    if perf.cpu_busy(0.01) is None:
+        pytest.skip("no /proc/stat here")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = perf.cpu_busy(1.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and 0.8 / (os.cpu_count() or 1) <= busy <= 1.0
+
+
+def test_speed_rows_measured_on_a_busy_machine_are_marked(repo_script):
+    from jpegsr.perf import BUSY_WARNING, measured_label
+
+    assert measured_label("2026-12-08", None) == "2026-12-08"
+    assert measured_label("2026-12-08", BUSY_WARNING) == "2026-12-08"
+    assert measured_label("2026-12-08", 0.97) == "2026-12-08 (*busy 97%*)"
+    train_speed = repo_script("benchmarks/train_speed.py")
+    row = {"device": "cpu", "machine": "M", "precision": "fp32", "date": "2026-12-08",
+           "matmul_tflops": 0.1, "batch": 16, "patch": 48, "compile": False,
+           "ms_per_iter": 5000.0, "samples_per_s": 3.2, "data_share": 0.01,
+           "conv_tflop_per_iter": 0.26, "conv_tflops": 0.05}  # fmt: skip
+    quiet = train_speed.render([row]).splitlines()[-1]
+    busy = train_speed.render([{**row, "cpu_busy": 0.5}]).splitlines()[-1]
+    assert "| 2026-12-08 |" in quiet and "| 2026-12-08 (*busy 50%*) |" in busy
+
+
 def test_machines_table_keeps_each_cpus_row_and_lists_the_benchmark_machine(repo_script):
     """benchmarks/machines.py: a run replaces only its own machine's row; speed.py's machine
     comes from the committed results.json (labelled by its recorded CPU flags), unless this

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,55 @@ def cpu_label(cpu: str, arch: str, threads: int, isa: str) -> str:
     widest vector extension (:func:`widest_isa`), since one model name can cover chips with
     and without native bf16."""
     return f"{cpu} ({arch}, {threads} threads, {isa or 'no avx2'})"
+
+
+def _cpu_jiffies(stat: Path) -> tuple[int, int] | None:
+    """(busy, total) time of all CPUs so far, from the first line of ``stat`` (Linux's
+    /proc/stat: user nice system idle iowait irq softirq steal ...); None where unreadable."""
+    try:
+        fields = stat.read_text().split("\n", 1)[0].split()
+        values = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError):
+        return None
+    if fields[:1] != ["cpu"] or len(values) < 5:
+        return None
+    total = sum(values)
+    return total - values[3] - values[4], total
+
+
+def cpu_busy(interval: float = 1.0, stat: Path = Path("/proc/stat")) -> float | None:
+    """The share of all CPUs' time that other processes kept busy over ``interval`` seconds
+    while this one slept (0..1), or None where the kernel does not say (no /proc/stat). A
+    speed benchmark records it with its rows: a job left running beside it (a training run
+    at nice 19 included) takes cores from what it times, and its numbers read slow."""
+    before = _cpu_jiffies(stat)
+    time.sleep(interval)
+    after = _cpu_jiffies(stat)
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return min(1.0, max(0.0, (after[0] - before[0]) / (after[1] - before[1])))
+
+
+BUSY_WARNING = 0.10  # cpu_busy above this: say that the machine was not quiet
+
+
+def quiet_check(interval: float = 1.0) -> float | None:
+    """:func:`cpu_busy` before a benchmark measures, with a warning on stderr where other
+    processes were using the CPUs (the value is for the benchmark's rows)."""
+    busy = cpu_busy(interval)
+    if busy is not None and busy > BUSY_WARNING:
+        print(f"warning: other processes kept {busy:.0%} of the CPUs busy before measuring; "
+              "the timings will read slow (pause them, e.g. kill -STOP, and run again)",
+              file=sys.stderr)  # fmt: skip
+    return busy
+
+
+def measured_label(date: str, busy: float | None) -> str:
+    """A speed row's date as the tables show it: marked *busy* where :func:`cpu_busy` found
+    other processes using the CPUs before it was measured (None: not recorded)."""
+    if busy is not None and busy > BUSY_WARNING:
+        return f"{date} (*busy {busy:.0%}*)"
+    return date
 
 
 def timed(
