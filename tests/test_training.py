@@ -108,6 +108,15 @@ def test_loss_on_known_offsets():
     assert float(total) == pytest.approx(0.2 + 0.2 + 0.3, abs=1e-5)
     total, terms = TwoStageLoss(LossConfig(cycle=0.0))(None, hr, lr, hr)
     assert set(terms) == {"sr"} and float(total) == 0.0
+    # norm l2: the same offsets, squared (a constant offset d has mean squared error d^2)
+    loss = TwoStageLoss(LossConfig(recover=1.0, sr=2.0, cycle=3.0, norm="l2"))
+    total, terms = loss(lr + 0.2, hr + 0.1, lr, hr)
+    assert float(terms["recover"]) == pytest.approx(0.04, abs=1e-5)
+    assert float(terms["sr"]) == pytest.approx(0.01, abs=1e-5)
+    assert float(terms["cycle"]) == pytest.approx(0.01, abs=1e-5)
+    assert float(total) == pytest.approx(0.04 + 0.02 + 0.03, abs=1e-5)
+    with pytest.raises(ConfigError, match="norm"):
+        from_dict(LossConfig, {"norm": "l3"})
 
 
 def test_ssim_term_is_one_minus_the_benchmark_ssim_on_y_and_trains():

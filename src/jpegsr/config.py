@@ -118,6 +118,9 @@ class LossConfig:
     sr: float = 1.0
     cycle: float = 1.0
     ssim: float = 0.0  # weight of 1 - SSIM on Y between SR and HR (not the paper's; 0: off)
+    # the distance of the recover, sr and cycle terms: the paper's L1, or l2 (mean squared
+    # error, which is what PSNR scores; not the paper's)
+    norm: Literal["l1", "l2"] = "l1"
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """The paper's three L1 losses: Stage I recovery, Stage II SR, and the cycle loss; and, off
 unless ``loss.ssim`` is set, a fourth term of ours: 1 - SSIM on Y between SR and HR.
+``loss.norm: l2`` measures the three terms as mean squared errors instead (ours, not the
+paper's: PSNR scores the squared error).
 
 The cycle loss downsamples the SR output with the same MATLAB-style bicubic used to make
 the training data (:func:`jpegsr.degrade.imresize_torch`), so a perfect SR image whose
@@ -7,6 +9,8 @@ downscale equals the clean LR costs nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +20,13 @@ from jpegsr.config import LossConfig
 from jpegsr.degrade import imresize_torch
 from jpegsr.metrics import luma, ssim_map
 
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DISTANCES: dict[str, Distance] = {"l1": F.l1_loss, "l2": F.mse_loss}
 
-def cycle_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-    """L1 between bicubic_down(SR) and the clean LR."""
-    return F.l1_loss(imresize_torch(sr, tuple(lr.shape[-2:])), lr.float())
+
+def cycle_loss(sr: torch.Tensor, lr: torch.Tensor, distance: Distance = F.l1_loss) -> torch.Tensor:
+    """L1 (or another ``distance``) between bicubic_down(SR) and the clean LR."""
+    return distance(imresize_torch(sr, tuple(lr.shape[-2:])), lr.float())
 
 
 def ssim_y_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -28,8 +35,8 @@ def ssim_y_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 
 class TwoStageLoss(nn.Module):
-    """Weighted sum of the three L1 terms (and the SSIM term where its weight is set); returns
-    the total and each (detached) term.
+    """Weighted sum of the three L1 terms (mean squared errors with ``norm: l2``; and the SSIM
+    term where its weight is set); returns the total and each (detached) term.
 
     ``recovered`` may be None (single-stage models): the recovery term is then skipped.
     """
@@ -46,11 +53,12 @@ class TwoStageLoss(nn.Module):
         hr: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         w = self.weights
-        terms: dict[str, torch.Tensor] = {"sr": F.l1_loss(sr.float(), hr.float())}
+        distance = DISTANCES[w.norm]
+        terms: dict[str, torch.Tensor] = {"sr": distance(sr.float(), hr.float())}
         if recovered is not None and w.recover:
-            terms["recover"] = F.l1_loss(recovered.float(), lr.float())
+            terms["recover"] = distance(recovered.float(), lr.float())
         if w.cycle:
-            terms["cycle"] = cycle_loss(sr, lr)
+            terms["cycle"] = cycle_loss(sr, lr, distance)
         if w.ssim:
             terms["ssim"] = ssim_y_loss(sr, hr)
         weight = {"sr": w.sr, "recover": w.recover, "cycle": w.cycle, "ssim": w.ssim}
