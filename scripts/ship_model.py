@@ -127,6 +127,28 @@ def data_counts(config: dict) -> tuple[int, int, int]:
     return len(paths), used, len(val)
 
 
+def loss_phrase(loss: dict) -> str:
+    """The card's losses: their distance (the paper's L1 unless ``norm: l2``) and weights."""
+    kind = "L1" if loss.get("norm", "l1") == "l1" else "mean-squared-error"
+    text = f"{kind} losses recover/sr/cycle = {loss['recover']}/{loss['sr']}/{loss['cycle']}"
+    if loss.get("ssim"):
+        text += f", 1 - SSIM on Y x {loss['ssim']}"
+    return text
+
+
+def precision_phrase(machine: str, bf16: bool) -> str:
+    """The card's arithmetic, from the run's machine record: `jpegsr train` notes ", fp32" on
+    each stretch that ran without native bf16 (records from before name bf16 stretches only
+    by omission); ``bf16``: the config's request."""
+    stretches = machine.split("; ")
+    fp32 = [", fp32" in s or not bf16 for s in stretches]
+    if all(fp32):
+        return "fp32"
+    if any(fp32):
+        return "bf16 autocast, fp32 on the stretches the wall time marks so"
+    return "bf16 autocast"
+
+
 def validation_line(config: dict, val: list[dict], label: str = "") -> str:
     """The card's validation line: the run's own val log (Y-PSNR on its held-out training
     images), or, for a run that held none out (``val_count: 0``), the paired comparison
@@ -217,8 +239,8 @@ def main() -> None:
         f"batch {config['batch_size']} of "
         f"{d['lr_patch']} px LR crops, Adam, peak lr {config['optim']['lr']} "
         f"({config['optim']['schedule']}, warmup {config['optim']['warmup']}), EMA "
-        f"{config['optim']['ema_decay']}, losses recover/sr/cycle = {config['loss']['recover']}/"
-        f"{config['loss']['sr']}/{config['loss']['cycle']}, bf16 autocast.",
+        f"{config['optim']['ema_decay']}, {loss_phrase(config['loss'])}, "
+        f"{precision_phrase(meta['machine'], config.get('bf16', True))}.",
         f"- **Wall time**: {int(meta['wall_seconds']) / 3600:.2f} h on {meta['machine']}"
         + (
             ""

@@ -1,4 +1,5 @@
-"""scripts/ship_model.py: the card's validation line for a run that held no images out."""
+"""scripts/ship_model.py: the card's validation line for a run that held no images out, and
+its losses and arithmetic as the run had them."""
 
 import importlib.util
 import json
@@ -43,3 +44,18 @@ def test_card_quotes_the_paired_comparison_under_the_config_name_or_a_label(tmp_
     by_label = ship_model.validation_line(config, [], "stretch7")
     assert "q=20 +0.0060 ± 0.0020 dB" in by_label and "stretch7_vs_blind_photos3" in by_label
     assert "against `blind_photos3` on 90 validation images" in by_label
+
+
+def test_card_names_the_losses_and_the_arithmetic_the_run_had():
+    ship_model = _ship_model()
+    paper = {"recover": 1.0, "sr": 1.0, "cycle": 1.0}
+    assert ship_model.loss_phrase(paper) == "L1 losses recover/sr/cycle = 1.0/1.0/1.0"
+    l2 = ship_model.loss_phrase({**paper, "norm": "l2", "ssim": 0.1})
+    assert l2 == "mean-squared-error losses recover/sr/cycle = 1.0/1.0/1.0, 1 - SSIM on Y x 0.1"
+    old = "AMD EPYC (x86_64, 2 cpu), world 1"  # recorded before precision was: bf16
+    fp32 = "AMD EPYC (x86_64, 2 cpu, avx2), world 1, fp32"
+    assert ship_model.precision_phrase(old, True) == "bf16 autocast"
+    assert ship_model.precision_phrase(old, False) == "fp32"
+    assert ship_model.precision_phrase(fp32, True) == "fp32"
+    mixed = f"{old}: iterations 0-2,408; {fp32}: iterations 2,408-6,000"
+    assert ship_model.precision_phrase(mixed, True).startswith("bf16 autocast, fp32 on")
