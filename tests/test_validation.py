@@ -111,6 +111,18 @@ def test_validate_command_scores_caches_and_compares(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"{out / 'm0.json'}: unreadable scores" in err and "Traceback" not in err
         assert json.loads((out / "m0.json").read_text())["scores"] == saved["scores"]
+    # --against-label files the reference under another name (the run that made it), and the
+    # record cites the whole command
+    labelled = [*args, "--label", "cand", "--against-label", "start"]
+    assert main(labelled) == 0
+    record = json.loads((out / "cand_vs_start.json").read_text())
+    assert record["reference"] == "start" and (out / "start.json").is_file()
+    assert record["command"].endswith("--label cand --against " + str(weights[1])
+                                      + " --against-label start")  # fmt: skip
+    capsys.readouterr()
+    assert main(["validate", str(weights[0]), "--against-label", "x", "--data-root",
+                 str(tmp_path)]) != 0  # fmt: skip
+    assert "give --against too" in capsys.readouterr().err
     # a missing data root is one line on stderr, not a traceback
     assert main(["validate", str(weights[0]), "--data-root", str(tmp_path / "nope")]) != 0
     err = capsys.readouterr().err

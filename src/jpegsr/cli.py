@@ -619,6 +619,9 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
 def add_validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("weights", nargs="+", help="shipped model names or .safetensors paths")
     p.add_argument("--against", help="reference model: print paired gains and the ship rule")
+    p.add_argument("--against-label",
+                   help="name for the reference's results (default: its stem), e.g. the run "
+                   "that made a weights file, whose scores are then reused")  # fmt: skip
     p.add_argument("--data-root", type=Path, default=DATASETS_ROOT,
                    help="folder holding validation/SunHays80 and train/{BSD200,T91}")  # fmt: skip
     p.add_argument("--images", type=Path,

@@ -247,6 +247,18 @@ def paired_result_path(candidate: str, reference: str, out: Path = RESULTS) -> P
     return out / f"{candidate}_vs_{reference}.json"
 
 
+def validate_command(args) -> str:  # noqa: ANN001 - argparse namespace
+    """The `jpegsr validate` command line that makes a paired record (what its file cites)."""
+    parts = ["jpegsr validate", *args.weights]
+    parts += [f"--label {label}" for label in args.label]
+    parts.append(f"--against {args.against}")
+    if args.against_label:
+        parts.append(f"--against-label {args.against_label}")
+    if args.images:
+        parts.append(f"--images {args.images}")
+    return " ".join(parts)
+
+
 def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     import json
 
@@ -259,8 +271,10 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     for w, label in zip(args.weights, labels, strict=True):
         results[label] = scores_for(w, label, args.data_root, out, not args.no_progress,
                                     args.images)  # fmt: skip
+    if args.against_label and not args.against:
+        raise DataError("--against-label names the --against model: give --against too")
     if args.against:
-        ref_label = Path(args.against).stem
+        ref_label = args.against_label or Path(args.against).stem
         reference = scores_for(args.against, ref_label, args.data_root, out,
                                not args.no_progress, args.images)  # fmt: skip
         for label, scores in results.items():
@@ -273,11 +287,8 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
                 "gains": [g.__dict__ for g in gains],
                 # SSIM units, under the same field names as the dB gains
                 "ssim_gains": [g.__dict__ for g in ssim],
-                "command": "jpegsr validate " + " ".join(args.weights)
-                + f" --against {args.against}",
+                "command": validate_command(args),
             }  # fmt: skip
-            if args.images:
-                record["command"] += f" --images {args.images}"
             paired_result_path(label, ref_label, out).write_text(json.dumps(record, indent=1))
     else:
         for label, scores in results.items():
