@@ -41,7 +41,7 @@ from jpegsr import models
 from jpegsr.allocator import keep_freed_memory
 from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
-from jpegsr.inference import bf16_is_fast, use_bf16
+from jpegsr.inference import use_bf16
 from jpegsr.perf import (
     conv_flops,
     cpu_label,
@@ -192,11 +192,11 @@ def measure(
     }
 
 
-def profile_step(store: TripletStore, device: str, batch: int, patch: int) -> dict:
+def profile_step(store: TripletStore, device: str, batch: int, patch: int, bf16: bool) -> dict:
     """The eager step's operators by self time on ``device`` (a CUDA graph's replay would show
     as one opaque call, so the step is profiled unfused), top 12 with their shares."""
     torch.manual_seed(0)
-    config = recipe(device, batch, patch, bf16=bf16_is_fast(torch.device(device)))
+    config = recipe(device, batch, patch, bf16=bf16)
     step = TrainStep(models.build("two_stage_slwsr32", 4), config)
     for it in range(5):
         step(store.batch(batch, patch, seed=0, iteration=it), 1e-4, it)
@@ -218,8 +218,14 @@ def profile_step(store: TripletStore, device: str, batch: int, patch: int) -> di
     top = [{"op": e.key[:90], "calls_per_iter": e.count // 5, "ms_per_iter": self_us(e) / 5000,
             "share": self_us(e) / total} for e in ops[:12]]  # fmt: skip
     return {"device": device, "machine": machine(device), "date": time.strftime("%Y-%m-%d"),
+            "precision": "bf16" if bf16 else "fp32",
             "torch": torch.__version__, "batch": batch, "patch": patch,
             "ms_per_iter_profiled": total / 5000, "ops": top}  # fmt: skip
+
+
+def profile_key(prof: dict) -> str:
+    """Profiles are kept per device, machine and precision (a run replaces only its own)."""
+    return f"{prof['device']}, {prof['machine']}, {precision(prof)}"
 
 
 def render_profile(profiles: dict[str, dict]) -> str:
@@ -231,8 +237,9 @@ def render_profile(profiles: dict[str, dict]) -> str:
         "under `torch.profiler`, operators by self time on the device (CUDA kernels on a GPU,",
         "CPU operators on a CPU). The profiler's own overhead inflates the total.",
     ]
-    for device, prof in sorted(profiles.items()):
-        lines += ["", f"## {device}: {prof['machine']}, {prof['date']}, torch {prof['torch']}, "
+    for _, prof in sorted(profiles.items()):
+        lines += ["", f"## {prof['device']}: {prof['machine']}, {precision(prof)}, "
+                  f"{measured_label(prof['date'], prof.get('cpu_busy'))}, torch {prof['torch']}, "
                   f"batch {prof['batch']} x {prof['patch']} px, "
                   f"{prof['ms_per_iter_profiled']:.1f} ms per iteration profiled", "",
                   "| operator | calls per iteration | ms per iteration | share |",
@@ -413,7 +420,9 @@ def main() -> int:
     if args.profile:
         path = args.out.with_name("train_profile.json")
         profiles = json.loads(path.read_text()) if path.exists() else {}
-        profiles[device] = profile_step(store, device, *shapes[-1])
+        found = profile_step(store, device, *shapes[-1], bf16)
+        found |= {} if busy is None else {"cpu_busy": round(busy, 3)}
+        profiles[profile_key(found)] = found  # one per machine and precision, as the rows
         path.write_text(json.dumps(profiles, indent=1) + "\n")
         path.with_suffix(".md").write_text(render_profile(profiles))
         print(render_profile(profiles))

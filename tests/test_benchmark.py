@@ -292,3 +292,25 @@ def test_readme_names_every_cpu_of_the_machines_table():
     text = "\n".join(readme.machines_summary(rows))
     assert rows and all(f"{r['seconds']:.2f} s on {r['machine']}" in text for r in rows)
     assert readme.machines_summary([]) == []
+
+
+def test_training_profiles_are_kept_per_machine_and_precision(repo_script):
+    """benchmarks/train_speed.py --profile: a profile replaces only its own machine's and
+    precision's (the AMX CPU's bf16 profile stays beside an AVX2 CPU's fp32 one)."""
+    train_speed = repo_script("benchmarks/train_speed.py")
+
+    def prof(machine: str, precision: str, ms: float) -> dict:
+        return {"device": "cpu", "machine": machine, "precision": precision, "date": "d",
+                "torch": "t", "batch": 16, "patch": 48, "ms_per_iter_profiled": ms,
+                "ops": [{"op": "aten::convolution_backward", "calls_per_iter": 120,
+                         "ms_per_iter": ms / 2, "share": 0.5}]}  # fmt: skip
+
+    profiles: dict[str, dict] = {}
+    runs = (prof("AMX", "bf16", 400.0), prof("AVX2", "fp32", 4000.0), prof("AVX2", "fp32", 3900.0))
+    for p in runs:
+        profiles[train_speed.profile_key(p)] = p
+    assert len(profiles) == 2
+    text = train_speed.render_profile(profiles)
+    assert "## cpu: AMX, bf16, d, torch t" in text and "## cpu: AVX2, fp32, d" in text
+    assert "3900.0 ms per iteration profiled" in text and "4000.0" not in text
+    assert "| `aten::convolution_backward` | 120 | 1950.00 | 50% |" in text
