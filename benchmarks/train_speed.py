@@ -297,7 +297,9 @@ def render(rows: list[dict]) -> str:
         "process keeps freed memory for reuse, as `jpegsr train` does",
         "(`jpegsr.allocator.keep_freed_memory`; [`page_faults.md`](page_faults.md)). A date",
         "marked *busy* was measured while other processes kept that share of the CPUs busy",
-        "(`jpegsr.perf.cpu_busy`, just before measuring): its times read slow.",
+        "(`jpegsr.perf.cpu_busy`, just before measuring): its times read slow. Where the",
+        "step's time goes, operator by operator: [`train_profile.md`](train_profile.md)",
+        "(`--profile`).",
         "",
         "| device | machine | precision | measured | batch x px | compile | ms/iter | samples/s |"
         " data | conv TFLOP/s | matmul TFLOP/s | conv/matmul | conv floor ms | target |",
