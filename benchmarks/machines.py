@@ -31,6 +31,7 @@ import jpegsr
 from jpegsr.inference import upscale_array, use_bf16
 from jpegsr.models.fused import onednn_fusion_available
 from jpegsr.perf import (
+    busy_fields,
     cpu_label,
     cpu_model,
     fused_conv_flops,
@@ -81,7 +82,7 @@ def measure(repeats: int = REPEATS) -> dict:
         "conv_gflops": round(gflop / min(times["upscale"]), 1),
         "matmul_gflops": round(mm_flop / min(times["matmul"]) / 1e9, 1),
         "source": "`python benchmarks/machines.py`",
-        **({} if busy is None else {"cpu_busy": round(busy, 3)}),
+        **busy_fields(busy),
     }
 
 

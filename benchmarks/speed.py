@@ -41,6 +41,7 @@ from jpegsr.inference import MAX_PASS_SIDE, upscale_array, use_bf16
 from jpegsr.models.fused import onednn_fusion_available
 from jpegsr.perf import (
     BUSY_WARNING,
+    busy_fields,
     conv_flops,
     cpu_features,
     cpu_model,
@@ -322,7 +323,7 @@ def main() -> None:
         "measured": datetime.date.today().isoformat(),
         "auto_path": auto_path(),
         "keep_freed_memory": kept,
-        **({} if busy is None else {"cpu_busy": round(busy, 3)}),
+        **busy_fields(busy),
     }  # fmt: skip
     res["paths"] = paths = measure_paths(img, n, args.quick)
 

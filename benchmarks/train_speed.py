@@ -43,6 +43,7 @@ from jpegsr.config import TrainConfig, from_dict
 from jpegsr.data import Triplet, TripletStore, build_triplets, list_images
 from jpegsr.inference import use_bf16
 from jpegsr.perf import (
+    busy_fields,
     conv_flops,
     cpu_label,
     cpu_model,
@@ -400,7 +401,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "matmul_tflops": round(matmul_tflops(device, bf16), 3),
-        **({} if busy is None else {"cpu_busy": round(busy, 3)}),
+        **busy_fields(busy),
     }
     rows = []
     if args.cuda_graph and device != "cuda":
@@ -423,7 +424,7 @@ def main() -> int:
         path = args.out.with_name("train_profile.json")
         profiles = json.loads(path.read_text()) if path.exists() else {}
         found = profile_step(store, device, *shapes[-1], bf16)
-        found |= {} if busy is None else {"cpu_busy": round(busy, 3)}
+        found |= busy_fields(busy)
         profiles[profile_key(found)] = found  # one per machine and precision, as the rows
         path.write_text(json.dumps(profiles, indent=1) + "\n")
         path.with_suffix(".md").write_text(render_profile(profiles))

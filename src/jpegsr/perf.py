@@ -115,6 +115,11 @@ def quiet_check(interval: float = 1.0) -> float | None:
     return busy
 
 
+def busy_fields(busy: float | None) -> dict[str, float]:
+    """:func:`quiet_check`'s reading as a result row's fields (none where it was not read)."""
+    return {} if busy is None else {"cpu_busy": round(busy, 3)}
+
+
 def measured_label(date: str, busy: float | None) -> str:
     """A speed row's date as the tables show it: marked *busy* where :func:`cpu_busy` found
     other processes using the CPUs before it was measured (None: not recorded)."""

@@ -262,6 +262,8 @@ def validate_command(args) -> str:  # noqa: ANN001 - argparse namespace
 def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     import json
 
+    if args.against_label and not args.against:  # before any scoring: a usage error
+        raise DataError("--against-label names the --against model: give --against too")
     if len(args.label) > len(args.weights):
         raise DataError(f"{len(args.label)} --label for {len(args.weights)} weights")
     labels = args.label + [Path(w).stem for w in args.weights[len(args.label) :]]
@@ -271,8 +273,6 @@ def run_validate_command(args) -> int:  # noqa: ANN001 - argparse namespace
     for w, label in zip(args.weights, labels, strict=True):
         results[label] = scores_for(w, label, args.data_root, out, not args.no_progress,
                                     args.images)  # fmt: skip
-    if args.against_label and not args.against:
-        raise DataError("--against-label names the --against model: give --against too")
     if args.against:
         ref_label = args.against_label or Path(args.against).stem
         reference = scores_for(args.against, ref_label, args.data_root, out,
